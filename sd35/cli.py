@@ -1,0 +1,114 @@
+"""Headless generation: ``python -m sd35 generate "prompt" [options]``.
+
+Progress goes to stderr, the saved file's path to stdout, so scripts can capture it.
+Exit codes: 0 saved, 2 bad input, 3 the Space failed, 4 quota exhausted, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from sd35.errors import InvalidRequestError, QuotaExceededError, SD35Error
+from sd35.params import ASPECT_RATIOS, build_request
+from sd35.space_client import DEFAULT_SPACE, Preview, Progress, Queued, Result, SpaceClient, Started
+
+EXIT_OK, EXIT_BAD_INPUT, EXIT_REMOTE, EXIT_QUOTA, EXIT_INTERRUPTED = 0, 2, 3, 4, 130
+
+
+def read_token(token_file: str | None) -> str | None:
+    """The Hugging Face token from a file (first line) or ``HF_TOKEN``; None when neither."""
+    if token_file:
+        return Path(token_file).read_text(encoding="utf-8").strip() or None
+    return os.environ.get("HF_TOKEN") or None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m sd35", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    gen = commands.add_parser("generate", help="generate one image and save it")
+    gen.add_argument("prompt")
+    gen.add_argument("--negative-prompt", default="")
+    gen.add_argument("--aspect-ratio", default="1:1", help=f"one of {', '.join(ASPECT_RATIOS)}")
+    gen.add_argument("--width", type=int)
+    gen.add_argument("--height", type=int)
+    gen.add_argument("--guidance-scale", type=float)
+    gen.add_argument("--steps", type=int, help="inference steps (the Space's default: 40)")
+    gen.add_argument("--seed", type=int, help="fixed seed (default: random)")
+    gen.add_argument(
+        "--space",
+        default=os.environ.get("SD35_SPACE", DEFAULT_SPACE),
+        help="Space id or URL (default: %(default)s; env SD35_SPACE)",
+    )
+    gen.add_argument("--out", default="outputs", help="output folder (default: %(default)s)")
+    gen.add_argument("--token-file", help="file holding a Hugging Face token (else HF_TOKEN)")
+    gen.add_argument("--proxy", help="HTTP(S) proxy URL for every request")
+    gen.add_argument("--timeout", type=float, default=900.0, help="seconds for the whole job")
+    return parser
+
+
+def generate(args: argparse.Namespace) -> int:
+    from sd35.studio import save_result
+
+    client = SpaceClient(
+        args.space, token=read_token(args.token_file), proxy=args.proxy, timeout=args.timeout
+    )
+    try:
+        schema = client.schema()
+        request = build_request(
+            args.prompt,
+            negative_prompt=args.negative_prompt,
+            aspect_ratio=args.aspect_ratio,
+            width=args.width,
+            height=args.height,
+            guidance_scale=args.guidance_scale,
+            num_inference_steps=args.steps,
+            seed=args.seed,
+            randomize_seed=args.seed is None,
+            schema=schema,
+        )
+        for event in client.generate(request):
+            if isinstance(event, Queued):
+                eta = f", about {event.eta:.0f} s" if event.eta else ""
+                _say(f"queued: position {event.position}{eta}")
+            elif isinstance(event, Started):
+                _say("generating…")
+            elif isinstance(event, Progress):
+                _say(f"step {event.step}/{event.total}")
+            elif isinstance(event, Preview):
+                _say(f"preview {event.index}: {event.path}")
+            elif isinstance(event, Result):
+                stored = save_result(event, Path(args.out), space=client.space)
+                _say(f"done in {event.elapsed:.1f} s, seed {event.seed}")
+                print(stored.path)
+                return EXIT_OK
+        return EXIT_REMOTE
+    finally:
+        client.close()
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return generate(args)
+    except InvalidRequestError as exc:
+        _say(f"error: {exc.message}")
+        return EXIT_BAD_INPUT
+    except QuotaExceededError as exc:
+        _say(f"error: {exc.message}")
+        return EXIT_QUOTA
+    except SD35Error as exc:
+        _say(f"error: {exc.title}: {exc.message}")
+        return EXIT_REMOTE
+    except KeyboardInterrupt:
+        _say("interrupted; the remote job was cancelled")
+        return EXIT_INTERRUPTED
+    except OSError as exc:  # e.g. an unreadable --token-file or unwritable --out
+        _say(f"error: {exc.strerror or exc}: {exc.filename or ''}")
+        return EXIT_BAD_INPUT

@@ -1,0 +1,178 @@
+"""The seed's provider interface: ``StabilityAI_SD35Large.create_async_generator``.
+
+It keeps the original's class attributes and call signature (SPEC §2) but is built on
+``SpaceClient``: the proxy covers every request, errors keep their meaning, the Space's own
+defaults are used, and the final image is saved to the gallery instead of being left on the
+Space's temporary URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from sd35.errors import InvalidRequestError
+from sd35.params import build_request
+from sd35.space_client import DEFAULT_SPACE, Preview, Progress, Queued, Result, SpaceClient
+
+Messages = list[dict[str, Any]]
+
+
+@dataclass
+class ImageResponse:
+    """The final image: ``url`` names it (a ``file://`` URI of the saved PNG)."""
+
+    url: str
+    alt: str
+    path: Path
+    seed: int
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return f"![{self.alt}]({self.url})"
+
+
+@dataclass
+class ImagePreview(ImageResponse):
+    """An intermediate frame (only from Spaces that stream previews)."""
+
+
+@dataclass
+class ProgressUpdate:
+    """Queue position and sampler progress; yielded only when ``yield_progress=True``."""
+
+    event: Queued | Progress
+
+
+class StabilityAI_SD35Large:
+    """Stable Diffusion 3.5 Large on its Hugging Face Space, as an async generator provider."""
+
+    label = "StabilityAI SD-3.5-Large"
+    url = "https://stabilityai-stable-diffusion-3-5-large.hf.space"
+    api_endpoint = "/gradio_api/call/infer"
+    working = True
+    default_model = "stabilityai-stable-diffusion-3.5-large"
+    default_image_model = default_model
+    model_aliases: ClassVar[dict[str, str]] = {
+        "sd-3.5": default_model,
+        "sd-3.5-large": default_model,
+    }
+    image_models: ClassVar[list[str]] = list(model_aliases)
+    models = image_models
+    #: Where final images are saved (as PNG with metadata, in the gallery layout).
+    output_dir: Path = Path("outputs")
+
+    @classmethod
+    def get_model(cls, model: str | None) -> str:
+        """Resolve ``model`` (empty, the id, or an alias) or raise naming the known models."""
+        if not model or model == cls.default_model:
+            return cls.default_model
+        if model in cls.model_aliases:
+            return cls.model_aliases[model]
+        known = ", ".join([cls.default_model, *cls.model_aliases])
+        raise InvalidRequestError("model", model, f"Unknown model {model!r}; use one of: {known}.")
+
+    @classmethod
+    async def create_async_generator(
+        cls,
+        model: str,
+        messages: Messages,
+        prompt: str | None = None,
+        negative_prompt: str | None = None,
+        api_key: str | None = None,
+        proxy: str | None = None,
+        aspect_ratio: str = "1:1",
+        width: int | None = None,
+        height: int | None = None,
+        guidance_scale: float = 4.5,
+        num_inference_steps: int | None = None,
+        seed: int = 0,
+        randomize_seed: bool = True,
+        **kwargs: Any,
+    ) -> AsyncIterator[ImagePreview | ImageResponse | ProgressUpdate]:
+        """Generate one image; yield ``ImagePreview`` frames as the Space streams them, then
+        one ``ImageResponse``. Leaving the loop early cancels the remote job.
+
+        ``num_inference_steps=None`` uses the Space's own default (40). Extra keyword
+        arguments: ``timeout`` (seconds for the whole job), ``output_dir``, ``user`` (gallery
+        owner), ``yield_progress`` (also yield ``ProgressUpdate`` items).
+        """
+        cls.get_model(model)
+        text = prompt if prompt is not None else last_user_message(messages)
+        client = SpaceClient(
+            cls.url,
+            token=api_key,
+            proxy=proxy,
+            timeout=float(kwargs.get("timeout", 900.0)),
+        )
+        try:
+            # Validate against what the Space declares; the client that reads the schema
+            # goes back to the pool and runs the job, so this costs no extra connection.
+            schema = await asyncio.to_thread(client.schema)
+            request = build_request(
+                text,
+                negative_prompt=negative_prompt,
+                aspect_ratio=aspect_ratio,
+                width=width,
+                height=height,
+                guidance_scale=guidance_scale,
+                num_inference_steps=num_inference_steps,
+                seed=seed,
+                randomize_seed=randomize_seed,
+                schema=schema,
+            )
+            from sd35.studio import save_result  # local: keeps the provider importable alone
+
+            output_dir = Path(kwargs.get("output_dir") or cls.output_dir)
+            async for event in client.generate(request):
+                if isinstance(event, Preview):
+                    yield ImagePreview(
+                        url=event.path.resolve().as_uri(),
+                        alt=request.prompt,
+                        path=event.path,
+                        seed=request.seed,
+                        options={"index": event.index},
+                    )
+                elif isinstance(event, Result):
+                    stored = save_result(
+                        event, output_dir, space=client.space, user=kwargs.get("user")
+                    )
+                    yield ImageResponse(
+                        url=stored.path.resolve().as_uri(),
+                        alt=request.prompt,
+                        path=stored.path,
+                        seed=event.seed,
+                        options={"elapsed": event.elapsed, "id": stored.id, **request.to_dict()},
+                    )
+                elif kwargs.get("yield_progress") and isinstance(event, Queued | Progress):
+                    yield ProgressUpdate(event)
+        finally:
+            client.close()
+
+
+def last_user_message(messages: Iterable[Mapping[str, Any]] | Mapping[str, Any] | None) -> str:
+    """The text of the last ``user`` message; content may be a string or a list of parts."""
+    if messages is None:
+        return ""
+    if isinstance(messages, Mapping):
+        messages = [messages]
+    for message in reversed(list(messages)):
+        if message.get("role") != "user":
+            continue
+        content = message.get("content")
+        if isinstance(content, str):
+            return content
+        if isinstance(content, list):
+            parts = [
+                part.get("text", "") if isinstance(part, Mapping) else str(part)
+                for part in content
+                if not isinstance(part, Mapping) or part.get("type", "text") == "text"
+            ]
+            return " ".join(p for p in parts if p)
+    return ""
+
+
+__all__ = ["DEFAULT_SPACE", "ImagePreview", "ImageResponse", "StabilityAI_SD35Large"]

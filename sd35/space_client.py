@@ -1,0 +1,796 @@
+"""The Space client: drives the remote ``/infer`` through ``gradio_client`` and speaks in typed
+events and typed errors.
+
+Design notes (why it looks like this):
+
+* Constructing ``SpaceClient`` does no network I/O. A ``gradio_client.Client`` fetches the
+  Space's config when built, so we build one only when a job or a schema read needs it.
+* ``Job.cancel()`` on a shared ``Client`` cancels every job of that session, so each running
+  job has a ``Client`` of its own. Idle clients are kept in a small pool and reused by the next
+  job (saves two round trips); a client whose job was cancelled or failed is thrown away.
+* Space ids are turned into their ``*.hf.space`` URL here, because ``gradio_client`` would
+  otherwise ask the Hub API with ``huggingface_hub``, which ignores our proxy.
+* We cancel with our own ``POST /cancel`` (through the proxy) rather than ``Job.cancel()``,
+  which sends one of its requests around the proxy.
+* Events are read from the job's update queue by polling it without awaiting, which is safe
+  across threads (``gradio_client`` fills an ``asyncio.Queue`` from its worker threads, and
+  awaiting it from another loop is not).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import os
+import re
+import socket
+import tempfile
+import threading
+import time
+import urllib.parse
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from gradio_client import Client
+from gradio_client.exceptions import AppError, AuthenticationError, ValidationError
+from gradio_client.utils import (
+    OutputUpdate,
+    QueueError,
+    Status,
+    StatusUpdate,
+    TooManyRequestsError,
+)
+
+from sd35.errors import (
+    ConnectionLostError,
+    EndpointMissingError,
+    GenerationFailedError,
+    InvalidRequestError,
+    ProxyError,
+    QueueFullError,
+    QuotaExceededError,
+    SD35Error,
+    SpaceBuildingError,
+    SpaceError,
+    SpacePausedError,
+    SpaceSleepingError,
+    SpaceTimeoutError,
+    SpaceUnavailableError,
+    redact,
+)
+from sd35.params import GenerationRequest, SpaceSchema
+
+DEFAULT_SPACE = "stabilityai/stable-diffusion-3-5-large"
+DEFAULT_API_NAME = "/infer"
+DEFAULT_HUB_URL = "https://huggingface.co"
+#: How often the event loop looks at the job's update queue. gradio_client itself polls its
+#: SSE buffer every 50 ms, so polling faster than 10 ms would buy nothing.
+POLL_INTERVAL = 0.01
+
+
+# --- events ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Queued:
+    """The job waits in the Space's queue."""
+
+    position: int | None
+    queue_size: int | None
+    eta: float | None
+
+
+@dataclass(frozen=True)
+class Started:
+    """The Space started working on the job."""
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Sampler progress reported by the Space (step ``step`` of ``total``)."""
+
+    step: int
+    total: int
+    unit: str | None = None
+    description: str | None = None
+
+    @property
+    def fraction(self) -> float:
+        return self.step / self.total if self.total else 0.0
+
+
+@dataclass(frozen=True)
+class Preview:
+    """An intermediate image, sent only by Spaces whose ``infer`` is a generator."""
+
+    path: Path
+    index: int
+
+
+@dataclass(frozen=True)
+class Result:
+    """The final image, downloaded to the client's download directory."""
+
+    path: Path
+    seed: int
+    elapsed: float
+    request: GenerationRequest
+
+
+Event = Queued | Started | Progress | Preview | Result
+
+
+# --- targets -----------------------------------------------------------------------------------
+
+
+def space_url(space: str) -> str:
+    """The base URL (ending in ``/``) of a Space id like ``owner/name``, or a URL as given."""
+    if space.startswith(("http://", "https://")):
+        return space if space.endswith("/") else space + "/"
+    if not re.fullmatch(r"[\w.-]+/[\w.-]+", space):
+        raise InvalidRequestError("space", space, f"{space!r} is neither a Space id nor a URL.")
+    subdomain = re.sub(r"[^a-z0-9]+", "-", space.lower()).strip("-")
+    return f"https://{subdomain}.hf.space/"
+
+
+def space_id_for(space: str) -> str | None:
+    """The Space id behind ``space`` when known: an id, or the URL of ``DEFAULT_SPACE``."""
+    if not space.startswith(("http://", "https://")):
+        return space
+    if space_url(space) == space_url(DEFAULT_SPACE):
+        return DEFAULT_SPACE
+    return None
+
+
+def _is_hf_space_host(url: str) -> bool:
+    host = urllib.parse.urlsplit(url).hostname or ""
+    return host.endswith(".hf.space")
+
+
+# --- the client --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SpaceStatus:
+    """What a quick look at the Space says, for the status line."""
+
+    reachable: bool
+    queue_size: int | None = None
+    problem: str | None = None
+
+
+@dataclass
+class ClientSettings:
+    """Everything needed to reach the Space; shared by the pool and the status check."""
+
+    url: str
+    space_id: str | None
+    token: str | None
+    proxy: str | None
+    download_dir: Path
+    connect_timeout: float
+    read_timeout: float
+    hub_url: str
+
+    def httpx_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "timeout": httpx.Timeout(
+                connect=self.connect_timeout,
+                read=self.read_timeout,
+                write=self.connect_timeout,
+                pool=self.connect_timeout,
+            )
+        }
+        if self.proxy:
+            kwargs["proxy"] = self.proxy
+        return kwargs
+
+    def headers(self) -> dict[str, str]:
+        # gradio_client sends the token as x-hf-authorization; the same for our own calls.
+        return {"x-hf-authorization": f"Bearer {self.token}"} if self.token else {}
+
+
+class SpaceClient:
+    """A client for the Space's ``/infer``.
+
+    ``space`` is a Space id (``owner/name``) or any Gradio app URL. ``token`` defaults to
+    ``HF_TOKEN``; an environment token is sent only to ``*.hf.space`` hosts, so pointing the app
+    at somebody else's server does not hand them your token. ``proxy`` (HTTP or HTTPS URL) is
+    used for every request. ``timeout`` bounds a whole job, queue included.
+    """
+
+    def __init__(
+        self,
+        space: str = DEFAULT_SPACE,
+        *,
+        token: str | None = None,
+        proxy: str | None = None,
+        download_dir: str | Path | None = None,
+        timeout: float = 900.0,
+        connect_timeout: float = 20.0,
+        read_timeout: float = 120.0,
+        retries: int = 3,
+        api_name: str = DEFAULT_API_NAME,
+        hub_url: str | None = None,
+    ) -> None:
+        url = space_url(space)
+        if token is None and _is_hf_space_host(url):
+            token = os.environ.get("HF_TOKEN") or None
+        self.space = space
+        self.api_name = api_name
+        self.timeout = timeout
+        self.retries = retries
+        self.settings = ClientSettings(
+            url=url,
+            space_id=space_id_for(space),
+            token=token,
+            proxy=proxy,
+            download_dir=Path(download_dir or tempfile.mkdtemp(prefix="sd35-downloads-")),
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            hub_url=(hub_url or os.environ.get("SD35_HUB_URL") or DEFAULT_HUB_URL).rstrip("/"),
+        )
+        self._pool = _ClientPool(self.settings, retries=retries)
+        self._schema: SpaceSchema | None = None
+        self._schema_lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        return self.settings.url
+
+    @property
+    def has_token(self) -> bool:
+        return bool(self.settings.token)
+
+    def __repr__(self) -> str:  # never show the token
+        return f"SpaceClient({self.space!r}, token={'***' if self.has_token else None})"
+
+    # -- schema and status ----------------------------------------------------------------------
+
+    def schema(self) -> SpaceSchema:
+        """The bounds the Space declares for ``/infer`` (read once, then cached)."""
+        with self._schema_lock:
+            if self._schema is None:
+                client = self._pool.acquire()
+                try:
+                    info = client.view_api(print_info=False, return_format="dict")
+                    assert isinstance(info, dict)
+                    self._check_endpoint(info)
+                    self._schema = SpaceSchema.from_api_info(info, self.api_name)
+                finally:
+                    self._pool.release(client, reusable=True)
+            return self._schema
+
+    def cached_schema(self) -> SpaceSchema:
+        """The schema if it was read already, else the documented fallback (no network)."""
+        return self._schema or SpaceSchema()
+
+    def _check_endpoint(self, info: dict[str, Any]) -> None:
+        named = info.get("named_endpoints", {})
+        if self.api_name not in named:
+            offered = ", ".join(sorted(named)) or "none"
+            raise EndpointMissingError(
+                f"The Space at {self.url} has no {self.api_name} endpoint (it offers: {offered}). "
+                "Its API may have been renamed; point sd35 at a Space with the SD 3.5 API."
+            )
+
+    def status(self) -> SpaceStatus:
+        """A quick, cheap look: does the Space answer, and how long is its queue?"""
+        settings = self.settings
+        try:
+            with httpx.Client(**settings.httpx_kwargs()) as http:
+                response = http.get(
+                    urllib.parse.urljoin(settings.url, "gradio_api/queue/status"),
+                    headers=settings.headers(),
+                )
+            if response.is_success:
+                return SpaceStatus(True, queue_size=response.json().get("queue_size"))
+            raise httpx.HTTPStatusError("status", request=response.request, response=response)
+        except (httpx.HTTPError, ValueError) as exc:
+            error = diagnose(exc, settings)
+            return SpaceStatus(False, problem=error.message)
+
+    # -- generation -----------------------------------------------------------------------------
+
+    def generate(self, request: GenerationRequest) -> Generation:
+        """Start nothing yet: return a ``Generation`` to iterate (sync or async) or cancel."""
+        return Generation(self, request)
+
+    def close(self) -> None:
+        """Close idle connections (running generations keep theirs)."""
+        self._pool.close()
+
+
+class _ClientPool:
+    """Idle ``gradio_client.Client`` objects, one per running job at most."""
+
+    def __init__(self, settings: ClientSettings, *, retries: int, max_idle: int = 8) -> None:
+        self._settings = settings
+        self._retries = retries
+        self._max_idle = max_idle
+        self._idle: list[Client] = []
+        self._lock = threading.Lock()
+
+    def acquire(self) -> Client:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        return with_retries(self._connect, self._retries)
+
+    def release(self, client: Client, *, reusable: bool) -> None:
+        with self._lock:
+            if reusable and len(self._idle) < self._max_idle:
+                self._idle.append(client)
+                return
+        client.close()
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for client in idle:
+            client.close()
+
+    def _connect(self) -> Client:
+        settings = self._settings
+        settings.download_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            return Client(
+                settings.url,
+                token=settings.token or False,  # False: never pick up a token implicitly
+                verbose=False,
+                httpx_kwargs=settings.httpx_kwargs(),
+                download_files=str(settings.download_dir),
+                analytics_enabled=False,
+            )
+        except Exception as exc:
+            raise diagnose(exc, settings) from None
+
+
+def with_retries(action: Any, retries: int, *, base_delay: float = 0.5) -> Any:
+    """Run ``action`` and retry transient failures (``SpaceUnavailableError`` of the
+    unreachable kind) with exponential backoff; everything else propagates at once."""
+    for attempt in range(retries + 1):
+        try:
+            return action()
+        except SpaceUnavailableError as exc:
+            transient = type(exc) is SpaceUnavailableError or isinstance(exc, SpaceBuildingError)
+            if not transient or attempt == retries:
+                raise
+            time.sleep(min(base_delay * 2**attempt, 8.0))
+    raise AssertionError("unreachable")
+
+
+# --- one generation ----------------------------------------------------------------------------
+
+
+@dataclass
+class _JobState:
+    client: Client | None = None
+    job: Any = None
+    started_at: float = 0.0
+    deadline: float = 0.0
+    attempts: int = 0
+    previews: int = 0
+    last_progress: tuple[int, int] | None = None
+    cancel_sent: bool = False
+    finished: bool = False
+    pending: list[Event] = field(default_factory=list)
+
+
+class Generation:
+    """One run of ``/infer``: iterate it (``for`` or ``async for``) for events; ``cancel()``
+    stops the remote job. Leaving the loop early cancels too. Iterate it once."""
+
+    def __init__(self, client: SpaceClient, request: GenerationRequest) -> None:
+        self._space = client
+        self.request = request
+        self._state = _JobState()
+        self._cancel_requested = threading.Event()
+        self._lock = threading.Lock()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel_requested.is_set()
+
+    def cancel(self) -> None:
+        """Ask the Space to stop this job; the iterator then ends without a result."""
+        self._cancel_requested.set()
+        self._send_cancel()
+
+    # -- iteration ------------------------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[Event]:
+        try:
+            self._start()
+            while True:
+                events, wait = self._poll()
+                yield from events
+                if self._state.finished:
+                    return
+                time.sleep(wait)
+        finally:
+            self._finish()
+
+    async def __aiter__(self) -> AsyncIterator[Event]:
+        try:
+            await asyncio.to_thread(self._start)
+            while True:
+                events, wait = self._poll()
+                for event in events:
+                    yield event
+                if self._state.finished:
+                    return
+                await asyncio.sleep(wait)
+        finally:
+            self._finish()
+
+    def run(self) -> Result:
+        """Iterate to the end and return the result (raises on failure or cancel)."""
+        for event in self:
+            if isinstance(event, Result):
+                return event
+        raise GenerationFailedError("The generation was cancelled before it finished.")
+
+    # -- the state machine both iterators share ------------------------------------------------
+
+    def _start(self) -> None:
+        state = self._state
+        state.started_at = time.monotonic()
+        state.deadline = state.started_at + self._space.timeout
+        self._submit()
+
+    def _submit(self) -> None:
+        state = self._state
+        if self.cancelled:
+            state.finished = True
+            return
+        state.attempts += 1
+        client = self._space._pool.acquire()
+        with self._lock:
+            state.client = client
+            state.job = client.submit(*self.request.as_inputs(), api_name=self._space.api_name)
+        if self.cancelled:  # cancel() came while we were submitting
+            self._send_cancel()
+
+    def _poll(self) -> tuple[list[Event], float]:
+        """Drain what arrived; return the events and how long to wait before the next poll."""
+        state = self._state
+        if state.finished or state.job is None:
+            state.finished = True
+            return [], 0.0
+        job = state.job
+        done = job.done()  # read before draining so no update that precedes "done" is missed
+        events = [e for update in _drain(job) for e in self._translate(update)]
+        if self.cancelled:
+            self._send_cancel()
+            if done or time.monotonic() > state.deadline:
+                state.finished = True
+            return [], POLL_INTERVAL
+        if done:
+            outcome = self._outcome(job)
+            if outcome == "retry":
+                self._release(reusable=False)
+                time.sleep(min(0.5 * 2 ** (state.attempts - 1), 8.0))
+                self._submit()
+                return events, 0.0
+            events.append(outcome)
+            state.finished = True
+            return events, 0.0
+        if time.monotonic() > state.deadline:
+            self._send_cancel()
+            state.finished = True
+            raise SpaceTimeoutError(
+                f"No image after {self._space.timeout:.0f} s (queue included); the job was "
+                "cancelled. The Space may be overloaded: try again later."
+            )
+        return events, POLL_INTERVAL
+
+    def _translate(self, update: Any) -> list[Event]:
+        state = self._state
+        if isinstance(update, OutputUpdate):
+            if update.final or not update.success:
+                return []
+            image = _first_file(update.outputs)
+            if image is None:
+                return []
+            state.previews += 1
+            return [Preview(Path(image), state.previews)]
+        if not isinstance(update, StatusUpdate):
+            return []
+        if update.code == Status.IN_QUEUE:
+            return [Queued(update.rank, update.queue_size, update.eta)]
+        if update.code == Status.PROCESSING:
+            return [Started()]
+        if update.code == Status.PROGRESS and update.progress_data:
+            unit = next((u for u in reversed(update.progress_data) if u.length), None)
+            if unit is None or unit.index is None:
+                return []
+            step = (unit.index, unit.length or 0)
+            if step == state.last_progress:
+                return []
+            state.last_progress = step
+            return [Progress(step[0], step[1], unit.unit, unit.desc)]
+        return []
+
+    def _outcome(self, job: Any) -> Result | str:
+        """The final event of a finished job, or ``"retry"``; raises the mapped error."""
+        state = self._state
+        settings = self._space.settings
+        try:
+            output = job.result(timeout=0)
+        except Exception as exc:
+            # Nothing was accepted by the Space yet (no event id): safe to try again.
+            never_sent = getattr(job.communicator, "event_id", None) is None
+            retryable = isinstance(exc, httpx.TransportError) and never_sent
+            if retryable and state.attempts <= self._space.retries:
+                return "retry"
+            self._release(reusable=False)
+            raise map_job_error(exc, settings) from None
+        self._release(reusable=True)
+        image, seed = _split_output(output)
+        if image is None:
+            raise GenerationFailedError(
+                "The Space finished but sent no image. Try again, perhaps with another seed."
+            )
+        return Result(
+            path=Path(image),
+            seed=seed if seed is not None else self.request.seed,
+            elapsed=time.monotonic() - state.started_at,
+            request=self.request,
+        )
+
+    def _send_cancel(self) -> None:
+        """POST /cancel for our job through our own settings (proxy included), once."""
+        with self._lock:
+            state = self._state
+            client, job = state.client, state.job
+            if client is None or job is None or state.cancel_sent:
+                return
+            event_id = getattr(job.communicator, "event_id", None)
+            if event_id is None and not job.done():
+                return  # not accepted yet; _poll sends it once the id is known
+            state.cancel_sent = True
+            fn_index = client._infer_fn_index(self._space.api_name, None)
+        settings = self._space.settings
+        with contextlib.suppress(httpx.HTTPError):
+            httpx.post(
+                urllib.parse.urljoin(client.src_prefixed, "cancel"),
+                json={
+                    "fn_index": fn_index,
+                    "session_hash": client.session_hash,
+                    "event_id": event_id,
+                },
+                headers={**client.headers},
+                cookies=client.cookies,
+                **settings.httpx_kwargs(),
+            )
+
+    def _release(self, *, reusable: bool) -> None:
+        with self._lock:
+            client, self._state.client = self._state.client, None
+        if client is not None:
+            self._space._pool.release(client, reusable=reusable)
+
+    def _finish(self) -> None:
+        """Runs when iteration ends for any reason: a job still running is cancelled."""
+        state = self._state
+        job = state.job
+        if job is not None and not job.done():
+            self._cancel_requested.set()
+            self._send_cancel()
+        if state.client is not None:
+            self._release(reusable=not self.cancelled and job is not None and job.done())
+        state.finished = True
+
+
+def _drain(job: Any) -> list[Any]:
+    queue = getattr(job.communicator, "updates", None)
+    updates: list[Any] = []
+    if queue is None:
+        return updates
+    while True:
+        try:
+            updates.append(queue.get_nowait())
+        except asyncio.QueueEmpty:
+            return updates
+
+
+def _first_file(outputs: Any) -> str | None:
+    value = outputs[0] if isinstance(outputs, (list, tuple)) and outputs else outputs
+    if isinstance(value, dict):
+        value = value.get("path")
+    return value if isinstance(value, str) and value else None
+
+
+def _split_output(output: Any) -> tuple[str | None, int | None]:
+    if isinstance(output, (list, tuple)):
+        image = _first_file(output[0]) if output else None
+        seed = output[1] if len(output) > 1 else None
+    else:
+        image, seed = _first_file(output), None
+    try:
+        seed_value = int(seed) if seed is not None else None
+    except (TypeError, ValueError):
+        seed_value = None
+    return image, seed_value
+
+
+# --- error mapping -----------------------------------------------------------------------------
+
+_QUOTA = re.compile(r"exceeded your (?:free )?GPU quota|GPU quota exceeded|ZeroGPU quota", re.I)
+_RETRY_IN = re.compile(r"retry in (\d+):(\d{1,2}):(\d{1,2})", re.I)
+_OUT_OF_RANGE = re.compile(r"Value (\S+) is (less|greater) than (minimum|maximum) value (\S+)")
+_TAG = re.compile(r"<[^>]+>")
+_HIDDEN_ERROR = "has not enabled verbose error reporting"
+
+
+def plain_text(html: str) -> str:
+    """The Space's message without HTML tags or doubled spaces."""
+    return re.sub(r"\s+", " ", _TAG.sub("", html)).strip()
+
+
+def quota_error(message: str, *, has_token: bool) -> QuotaExceededError:
+    """Build the quota error from the Space's text, reading the wait it names if any."""
+    text = plain_text(message)
+    match = _RETRY_IN.search(text)
+    wait = None
+    if match:
+        hours, minutes, seconds = (int(g) for g in match.groups())
+        wait = timedelta(hours=hours, minutes=minutes, seconds=seconds)
+    return QuotaExceededError(text, retry_after=wait, has_token=has_token)
+
+
+def map_app_error(message: str | None, settings: ClientSettings) -> SD35Error:
+    """Turn the text of a remote ``gr.Error`` into the matching sd35 error."""
+    text = redact(plain_text(message or ""), settings.token)
+    if _QUOTA.search(text):
+        return quota_error(text, has_token=bool(settings.token))
+    if match := _OUT_OF_RANGE.search(text):
+        return InvalidRequestError("request", match.group(1), f"The Space rejected a value: {text}")
+    if not text or _HIDDEN_ERROR in text:
+        return GenerationFailedError(
+            "The Space failed while generating and did not say why (it hides error details). "
+            "Try again; if it keeps failing, the Space may be overloaded or broken."
+        )
+    return GenerationFailedError(f"The Space reported an error: {text}", space_message=text)
+
+
+def map_job_error(exc: BaseException, settings: ClientSettings) -> SD35Error:
+    """Turn whatever a ``gradio_client`` job raised into one sd35 error."""
+    if isinstance(exc, SD35Error):
+        return exc
+    if isinstance(exc, AppError):
+        return map_app_error(exc.message, settings)
+    if isinstance(exc, ValidationError):
+        return InvalidRequestError(
+            "request", None, f"The Space rejected the request: {redact(str(exc), settings.token)}"
+        )
+    if isinstance(exc, QueueError):
+        return QueueFullError("The Space's queue is full right now. Wait a minute and try again.")
+    if isinstance(exc, concurrent.futures.CancelledError | KeyError) or (
+        isinstance(exc, ValueError) and "Server stopped" in str(exc)
+    ):
+        return ConnectionLostError(
+            "The connection to the Space dropped before the image arrived (the Space may have "
+            "restarted or crashed). Your settings are kept: try again."
+        )
+    if isinstance(exc, httpx.HTTPError | OSError | TooManyRequestsError | AuthenticationError):
+        return diagnose(exc, settings)
+    return GenerationFailedError(
+        f"Unexpected failure talking to the Space: {redact(str(exc), settings.token)}"
+    )
+
+
+def diagnose(exc: BaseException, settings: ClientSettings) -> SpaceError:
+    """Explain a failure to reach the Space: proxy, auth, rate limit, sleeping/building/paused
+    (asked of the Hub for a known Space id), or plainly unreachable."""
+    if isinstance(exc, SpaceError):
+        return exc
+    if isinstance(exc, QueueError):
+        return QueueFullError("The Space's queue is full right now. Wait a minute and try again.")
+    if isinstance(exc, TooManyRequestsError) or _status_of(exc) == 429:
+        return QueueFullError(
+            "The Space is turning requests away (too many requests). Wait a minute and try again."
+        )
+    if isinstance(exc, AuthenticationError) or _status_of(exc) in (401, 403):
+        return SpaceUnavailableError(
+            f"The Space at {settings.url} refused access. It may be private or gated: "
+            "set a Hugging Face token (HF_TOKEN) that may use it."
+        )
+    if settings.proxy and (isinstance(exc, httpx.ProxyError) or not _proxy_answers(settings.proxy)):
+        return ProxyError(
+            f"Could not reach the Space through the proxy {_without_credentials(settings.proxy)}: "
+            "the proxy is not answering. Check the proxy address or run without it."
+        )
+    stage = _space_stage(settings)
+    if stage == "SLEEPING":
+        return SpaceSleepingError(
+            "The Space is asleep. Your request wakes it, which takes a few minutes; try again then."
+        )
+    if stage in ("BUILDING", "APP_STARTING", "RUNNING_BUILDING", "RUNNING_APP_STARTING"):
+        return SpaceBuildingError(
+            "The Space is starting up (building or restarting). Try again in a few minutes."
+        )
+    if stage in ("PAUSED", "STOPPED"):
+        return SpacePausedError(
+            "The Space is paused by its owner; it cannot generate until they restart it."
+        )
+    if stage and stage.endswith("ERROR"):
+        return SpacePausedError(
+            f"The Space is broken ({stage.replace('_', ' ').lower()}); only its owner can fix it. "
+            "Try another Space with --space."
+        )
+    if isinstance(exc, httpx.TimeoutException):
+        return SpaceUnavailableError(
+            f"The Space at {settings.url} did not answer in time. It may be overloaded or waking "
+            "up: try again in a minute."
+        )
+    detail = f" (HTTP {_status_of(exc)})" if _status_of(exc) else ""
+    return SpaceUnavailableError(
+        f"Could not reach the Space at {settings.url}{detail}. Check your connection; the Space "
+        "may be down."
+    )
+
+
+def _status_of(exc: BaseException) -> int | None:
+    if isinstance(exc, httpx.HTTPStatusError):
+        return exc.response.status_code
+    match = re.search(r"\b(4\d\d|5\d\d)\b", str(exc)) if isinstance(exc, ValueError) else None
+    return int(match.group(1)) if match else None
+
+
+def _proxy_answers(proxy: str) -> bool:
+    parts = urllib.parse.urlsplit(proxy)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname or "", port), timeout=3):
+            return True
+    except OSError:
+        return False
+
+
+def _without_credentials(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+def _space_stage(settings: ClientSettings) -> str | None:
+    """The Space's runtime stage from the Hub API, or None when unknown (no id, no answer)."""
+    if settings.space_id is None:
+        return None
+    try:
+        response = httpx.get(
+            f"{settings.hub_url}/api/spaces/{settings.space_id}/runtime",
+            headers={"authorization": f"Bearer {settings.token}"} if settings.token else {},
+            **settings.httpx_kwargs(),
+        )
+        if response.is_success:
+            stage = response.json().get("stage")
+            return str(stage) if stage else None
+    except (httpx.HTTPError, ValueError):
+        pass
+    return None
+
+
+__all__ = [
+    "DEFAULT_SPACE",
+    "Event",
+    "Generation",
+    "Preview",
+    "Progress",
+    "Queued",
+    "Result",
+    "SpaceClient",
+    "SpaceError",
+    "SpaceStatus",
+    "Started",
+    "space_url",
+]
