@@ -465,7 +465,7 @@ class Generation:
             return [], 0.0
         job = state.job
         done = job.done()  # read before draining so no update that precedes "done" is missed
-        events = [e for update in _drain(job) for e in self._translate(update)]
+        events = _latest_only([e for update in _drain(job) for e in self._translate(update)])
         if self.cancelled:
             self._send_cancel()
             if done or time.monotonic() > state.deadline:
@@ -582,10 +582,29 @@ class Generation:
         job = state.job
         if job is not None and not job.done():
             self._cancel_requested.set()
+            # The job's id is set just after the Space accepts it; updates can come first.
+            deadline = time.monotonic() + 2.0
+            while getattr(job.communicator, "event_id", None) is None and not job.done():
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(POLL_INTERVAL)
             self._send_cancel()
         if state.client is not None:
             self._release(reusable=not self.cancelled and job is not None and job.done())
         state.finished = True
+
+
+def _latest_only(events: list[Event]) -> list[Event]:
+    """Drop frames and progress that a newer one of the same kind in this batch supersedes
+    (a slow consumer then gets the newest preview, never a backlog of stale ones)."""
+    kept: list[Event] = []
+    for index, event in enumerate(events):
+        if isinstance(event, Preview | Progress | Queued) and any(
+            type(later) is type(event) for later in events[index + 1 :]
+        ):
+            continue
+        kept.append(event)
+    return kept
 
 
 def _drain(job: Any) -> list[Any]:

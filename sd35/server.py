@@ -1,0 +1,217 @@
+"""Starting the studio: options, safety checks, and ``launch``. ``app.py`` calls ``main``.
+
+The page comes up without waiting on the Space: the Space client connects lazily and the
+status line is filled in by a background thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sd35.cli import read_token
+from sd35.space_client import DEFAULT_SPACE, SpaceClient
+from sd35.studio import Studio, open_store
+
+
+@dataclass
+class ServerOptions:
+    """Everything ``python app.py`` can be told."""
+
+    host: str = "127.0.0.1"
+    port: int = 7860
+    space: str = DEFAULT_SPACE
+    demo: bool = False
+    output_dir: Path = Path("outputs")
+    token_file: str | None = None
+    proxy: str | None = None
+    share: bool = False
+    insecure_share: bool = False
+    auth: list[tuple[str, str]] = field(default_factory=list)
+    concurrency: int = 8
+    max_queue: int = 64
+    timeout: float = 900.0
+
+
+class StartupError(Exception):
+    """The options are unsafe or inconsistent; the message says what to do."""
+
+
+def parse_args(argv: list[str] | None = None) -> ServerOptions:
+    env = os.environ
+    parser = argparse.ArgumentParser(prog="python app.py", description="sd35 studio page")
+    parser.add_argument("--host", default=env.get("GRADIO_SERVER_NAME", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(env.get("GRADIO_SERVER_PORT", "7860")))
+    parser.add_argument(
+        "--space",
+        default=env.get("SD35_SPACE", DEFAULT_SPACE),
+        help="Space id or URL to drive (default: %(default)s; env SD35_SPACE)",
+    )
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="start a local stand-in Space and use it (no network or quota needed)",
+    )
+    parser.add_argument("--output-dir", type=Path, default=Path("outputs"))
+    parser.add_argument("--token-file", help="file with a Hugging Face token (else HF_TOKEN)")
+    parser.add_argument("--proxy", help="HTTP(S) proxy URL for every request to the Space")
+    parser.add_argument("--share", action="store_true", help="create a public Gradio link")
+    parser.add_argument(
+        "--insecure-share",
+        action="store_true",
+        help="allow --share without --auth (anyone with the link can use your quota)",
+    )
+    parser.add_argument(
+        "--auth",
+        action="append",
+        default=[],
+        metavar="USER:PASS",
+        help="require a login (repeat for several users)",
+    )
+    parser.add_argument("--auth-file", type=Path, help="file of USER:PASS lines")
+    parser.add_argument("--concurrency", type=int, default=8, help="generations at once")
+    parser.add_argument("--max-queue", type=int, default=64, help="waiting jobs at most")
+    parser.add_argument("--timeout", type=float, default=900.0, help="seconds per image, max")
+    args = parser.parse_args(argv)
+    pairs = list(args.auth)
+    if args.auth_file:
+        pairs += [
+            line.strip()
+            for line in args.auth_file.read_text(encoding="utf-8").splitlines()
+            if line.strip() and not line.startswith("#")
+        ]
+    try:
+        auth = [_split_credentials(pair) for pair in pairs]
+    except ValueError as exc:
+        parser.error(str(exc))
+    return ServerOptions(
+        host=args.host,
+        port=args.port,
+        space=args.space,
+        demo=args.demo,
+        output_dir=args.output_dir,
+        token_file=args.token_file,
+        proxy=args.proxy,
+        share=args.share,
+        insecure_share=args.insecure_share,
+        auth=auth,
+        concurrency=max(1, args.concurrency),
+        max_queue=max(1, args.max_queue),
+        timeout=args.timeout,
+    )
+
+
+def _split_credentials(pair: str) -> tuple[str, str]:
+    user, sep, password = pair.partition(":")
+    if not sep or not user or not password:
+        raise ValueError(f"credentials must look like USER:PASS (got {user or '?'}:…)")
+    return user, password
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_safety(options: ServerOptions) -> list[str]:
+    """Refuse a public link without a login; return warnings for other exposed setups."""
+    if options.share and not options.auth and not options.insecure_share:
+        raise StartupError(
+            "--share makes a public link that anyone can use (with your quota and token). "
+            "Add --auth USER:PASS, or pass --insecure-share if you really want it open."
+        )
+    warnings = []
+    if not is_loopback(options.host) and not options.auth:
+        warnings.append(
+            f"Warning: serving on {options.host} without --auth: anyone on your network can "
+            "use this studio and see its images."
+        )
+    return warnings
+
+
+@dataclass
+class RunningStudio:
+    """What ``start`` returns: the studio, the page, its URL, and the demo stand-in if any."""
+
+    studio: Studio
+    page: Any
+    url: str
+    standin: Any = None
+
+    def close(self) -> None:
+        self.studio.stop_background()
+        self.page.close()
+        self.studio.client.close()
+        if self.standin is not None:
+            self.standin.stop()
+
+
+def start(options: ServerOptions, *, block: bool = False) -> RunningStudio:
+    """Build and launch the page. With ``block=False`` it returns once the page answers."""
+    from sd35.ui import CSS, HEAD, build_ui
+
+    for line in check_safety(options):
+        print(line, file=sys.stderr)
+    standin = None
+    space = options.space
+    if options.demo:
+        from sd35.standin import StandinConfig, StandinServer
+
+        standin = StandinServer(
+            StandinConfig(previews=True, seconds_per_step=0.05, concurrency=options.concurrency)
+        )
+        standin.start()
+        space = standin.url
+    client = SpaceClient(
+        space,
+        token=read_token(options.token_file),
+        proxy=options.proxy,
+        download_dir=Path(tempfile.mkdtemp(prefix="sd35-downloads-")),
+        timeout=options.timeout,
+    )
+    store = open_store(options.output_dir)
+    studio = Studio(client, store, demo=options.demo, concurrency=options.concurrency)
+    studio.start_background()
+    page = build_ui(studio)
+    page.queue(max_size=options.max_queue, default_concurrency_limit=options.concurrency)
+    output_dir = options.output_dir.resolve()
+    allowed = [] if _inside(output_dir, Path.cwd(), Path(tempfile.gettempdir())) else [output_dir]
+    _, local_url, _ = page.launch(
+        server_name=options.host,
+        server_port=options.port,
+        share=options.share,
+        auth=options.auth or None,
+        prevent_thread_lock=not block,
+        quiet=not block,
+        show_error=False,
+        ssr_mode=False,
+        allowed_paths=[str(path) for path in allowed],
+        footer_links=["api"],
+        head=HEAD,
+        css=CSS,
+    )
+    return RunningStudio(studio=studio, page=page, url=local_url or "", standin=standin)
+
+
+def _inside(path: Path, *folders: Path) -> bool:
+    return any(path == folder or folder in path.parents for folder in folders)
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = parse_args(argv)
+    try:
+        start(options, block=True)
+    except StartupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0

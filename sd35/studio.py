@@ -1,0 +1,223 @@
+"""The studio service: one Space client and one gallery store wired together, plus the plain
+functions the page is a thin layer over (they need no browser and are tested alone).
+
+``Studio.run`` streams a generation and saves its image the moment it arrives; the status
+of the Space is refreshed in a background thread so the page never waits on the remote.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from PIL import Image
+
+from sd35.errors import SD35Error
+from sd35.gallery import SQLiteGalleryStore, StoredImage
+from sd35.metadata import ImageMetadata
+from sd35.params import GenerationRequest, SpaceSchema
+from sd35.space_client import (
+    Preview,
+    Progress,
+    Queued,
+    Result,
+    SpaceClient,
+    SpaceStatus,
+    Started,
+)
+
+MODEL_NAME = "stabilityai-stable-diffusion-3.5-large"
+
+
+@dataclass(frozen=True)
+class Saved:
+    """The final event of ``Studio.run``: the result, stored in the gallery."""
+
+    result: Result
+    image: StoredImage
+
+
+StudioEvent = Queued | Started | Progress | Preview | Saved
+
+
+_stores: dict[Path, SQLiteGalleryStore] = {}
+_stores_lock = threading.Lock()
+
+
+def open_store(root: Path) -> SQLiteGalleryStore:
+    """One store object per output folder in this process (opening reconciles the index)."""
+    key = Path(root).resolve()
+    with _stores_lock:
+        if key not in _stores:
+            _stores[key] = SQLiteGalleryStore(key)
+        return _stores[key]
+
+
+def metadata_for(result: Result, *, space: str, user: str | None = None) -> ImageMetadata:
+    """The metadata written into the PNG: the request with the seed actually used."""
+    request = result.request
+    extra = {"user": user} if user else {}
+    return ImageMetadata(
+        prompt=request.prompt,
+        negative_prompt=request.negative_prompt,
+        seed=result.seed,
+        randomize_seed=request.randomize_seed,
+        width=request.width,
+        height=request.height,
+        guidance_scale=request.guidance_scale,
+        num_inference_steps=request.num_inference_steps,
+        model=MODEL_NAME,
+        space=space,
+        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        elapsed=round(result.elapsed, 3),
+        extra=extra,
+    )
+
+
+def store_result(
+    store: SQLiteGalleryStore, result: Result, *, space: str, user: str | None = None
+) -> StoredImage:
+    """Save a finished image as PNG with its metadata, in the gallery."""
+    with Image.open(result.path) as image:
+        image.load()
+        return store.save(image, metadata_for(result, space=space, user=user), user=user)
+
+
+def save_result(
+    result: Result, output_dir: Path, *, space: str, user: str | None = None
+) -> StoredImage:
+    """``store_result`` into the gallery kept in ``output_dir`` (CLI and provider use this)."""
+    return store_result(open_store(output_dir), result, space=space, user=user)
+
+
+class Studio:
+    """The app's services: the Space client, the gallery, and a background status check."""
+
+    def __init__(
+        self,
+        client: SpaceClient,
+        store: SQLiteGalleryStore,
+        *,
+        demo: bool = False,
+        status_interval: float = 30.0,
+        concurrency: int = 8,
+    ) -> None:
+        self.client = client
+        #: How many generations the page runs at once (each holds its own Space connection).
+        self.concurrency = concurrency
+        self.store = store
+        self.demo = demo
+        self.status_interval = status_interval
+        self._status: SpaceStatus | None = None
+        self._status_checked_at: float = 0.0
+        self._status_thread: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    # -- background status ----------------------------------------------------------------------
+
+    def start_background(self) -> None:
+        """Start refreshing the Space's status (and schema) without blocking the caller."""
+        if self._status_thread is None:
+            self._status_thread = threading.Thread(
+                target=self._status_loop, name="sd35-space-status", daemon=True
+            )
+            self._status_thread.start()
+
+    def stop_background(self) -> None:
+        self._stop.set()
+
+    def _status_loop(self) -> None:
+        while not self._stop.is_set():
+            self.refresh_status()
+            self._stop.wait(self.status_interval)
+
+    def refresh_status(self) -> SpaceStatus:
+        status = self.client.status()
+        if status.reachable:
+            try:
+                self.client.schema()
+            except SD35Error as exc:  # e.g. the endpoint is missing: that is the problem
+                status = SpaceStatus(True, status.queue_size, exc.message)
+        self._status, self._status_checked_at = status, time.time()
+        return status
+
+    @property
+    def status(self) -> SpaceStatus | None:
+        """The last known status (None until the first check has finished)."""
+        return self._status
+
+    def schema(self) -> SpaceSchema:
+        """The Space's declared bounds if known, else the documented ones; never blocks."""
+        return self.client.cached_schema()
+
+    # -- generation -----------------------------------------------------------------------------
+
+    async def run(
+        self, request: GenerationRequest, user: str | None = None
+    ) -> AsyncIterator[StudioEvent]:
+        """Stream one generation; the final ``Result`` is stored and yielded as ``Saved``."""
+        async for event in self.client.generate(request):
+            if isinstance(event, Result):
+                stored = await asyncio.to_thread(
+                    store_result, self.store, event, space=self.client.space, user=user
+                )
+                yield Saved(event, stored)
+            else:
+                yield event
+
+
+# --- text for the page (plain functions, tested without a browser) ---------------------------
+
+
+def status_line(status: SpaceStatus | None, *, space: str, demo: bool) -> str:
+    """The one-line Markdown summary of the Space's state shown at the top of the page."""
+    where = "the local stand-in Space (demo: not Stable Diffusion)" if demo else f"`{space}`"
+    if status is None:
+        return f"⏳ Checking {where}…"
+    if not status.reachable:
+        return f"🔴 {where} is not answering: {status.problem}"
+    if status.problem:
+        return f"🟠 {where} answers, but: {status.problem}"
+    queue = f"{status.queue_size} in queue" if status.queue_size is not None else "queue unknown"
+    return f"🟢 {where} is up · {queue}"
+
+
+def progress_line(event: Queued | Started | Progress, *, image_index: int, batch: int) -> str:
+    """What the job is doing now, as short Markdown with a text progress bar."""
+    prefix = f"Image {image_index} of {batch}: " if batch > 1 else ""
+    if isinstance(event, Queued):
+        position = "" if event.position is None else f" at position {event.position + 1}"
+        size = f" of {event.queue_size}" if event.queue_size else ""
+        eta = f", about {event.eta:.0f} s" if event.eta else ""
+        return f"{prefix}⏳ Waiting in the Space's queue{position}{size}{eta}"
+    if isinstance(event, Started):
+        return f"{prefix}🎨 Generating…"
+    filled = round(event.fraction * 20)
+    bar = "█" * filled + "░" * (20 - filled)
+    return f"{prefix}🎨 Step {event.step} of {event.total} `{bar}`"
+
+
+def result_line(saved: Saved) -> str:
+    """The short line under the image: seed, size, seconds."""
+    request = saved.result.request
+    return (
+        f"Seed {saved.result.seed} · {request.width}×{request.height} · "
+        f"{request.num_inference_steps} steps · CFG {request.guidance_scale:g} · "
+        f"{saved.result.elapsed:.1f} s"
+    )
+
+
+def error_line(error: SD35Error) -> str:
+    return f"⚠️ **{error.title}**: {error.message}"
+
+
+def caption(image: StoredImage, *, width: int = 48) -> str:
+    """Gallery caption: shortened prompt, seed and size."""
+    meta = image.meta
+    prompt = meta.prompt if len(meta.prompt) <= width else meta.prompt[: width - 1] + "…"
+    return f"{prompt} · seed {meta.seed} · {meta.width}×{meta.height}"

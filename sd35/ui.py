@@ -1,0 +1,529 @@
+"""The studio page: a thin Gradio Blocks layer over ``sd35.studio``.
+
+Every callback here only moves values between components and the studio's functions; the
+logic (requests, saving, wording) lives in modules that need no browser.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from sd35.errors import SD35Error
+from sd35.metadata import ImageMetadata, read_metadata, to_a1111
+from sd35.params import (
+    MAX_PROMPT_CHARS,
+    GenerationRequest,
+    SpaceSchema,
+    aspect_ratio_presets,
+)
+from sd35.space_client import Preview
+from sd35.studio import (
+    Saved,
+    Studio,
+    caption,
+    error_line,
+    progress_line,
+    result_line,
+    status_line,
+)
+
+MAX_BATCH = 8
+PAGE_SIZE = 24
+EXAMPLES = [
+    "A capybara wearing a suit holding a sign that reads Hello World",
+    "A serene mountain lake at sunrise, mist over the water, photorealistic",
+    "An astronaut riding a horse on Mars, oil painting in the style of Turner",
+    "A cosy reading nook with a cat asleep on a pile of books, warm light",
+]
+
+#: Ctrl/Cmd+Enter in the page generates (Gradio has no such binding for multi-line boxes),
+#: and a finished image plays a short tone and raises a notification when the tab is hidden.
+HEAD = """
+<script>
+document.addEventListener('keydown', (event) => {
+  if (event.key === 'Enter' && (event.ctrlKey || event.metaKey)) {
+    const button = document.querySelector('#generate-button');
+    if (button && !button.disabled) { event.preventDefault(); button.click(); }
+  }
+});
+</script>
+"""
+
+CSS = """
+#run-status { min-height: 2.5em; }
+#result-info { color: var(--body-text-color-subdued); font-size: 0.9em; }
+"""
+
+
+def _user(request: gr.Request | None) -> str | None:
+    return getattr(request, "username", None) if request is not None else None
+
+
+def request_from_form(
+    prompt: str,
+    negative_prompt: str,
+    width: float,
+    height: float,
+    guidance_scale: float,
+    steps: float,
+    seed: float | None,
+    randomize_seed: bool,
+    schema: SpaceSchema,
+) -> GenerationRequest:
+    """A validated request from the form's raw values (sliders hand over floats)."""
+    request = GenerationRequest(
+        prompt=prompt or "",
+        negative_prompt=negative_prompt or "",
+        seed=_whole(seed, 0),
+        randomize_seed=bool(randomize_seed),
+        width=_whole(width, 1024),
+        height=_whole(height, 1024),
+        guidance_scale=float(guidance_scale),
+        num_inference_steps=_whole(steps, 40),
+    )
+    return request.validate(schema)
+
+
+def _whole(value: float | None, default: int) -> int:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return default
+    return int(value) if float(value).is_integer() else value  # type: ignore[return-value]
+
+
+def batch_requests(request: GenerationRequest, count: int) -> list[GenerationRequest]:
+    """N requests for a batch: a random seed each, or consecutive seeds from a fixed one."""
+    if request.randomize_seed:
+        return [request] * count
+    return [replace(request, seed=(request.seed + offset) % (2**31)) for offset in range(count)]
+
+
+def form_values(meta: ImageMetadata) -> list[Any]:
+    """Values for (prompt, negative, width, height, guidance, steps, seed, randomize)."""
+    return [
+        meta.prompt,
+        meta.negative_prompt,
+        meta.width,
+        meta.height,
+        meta.guidance_scale,
+        meta.num_inference_steps,
+        meta.seed,
+        False,
+    ]
+
+
+def details_markdown(meta: ImageMetadata) -> str:
+    """All parameters of an image, for the panel beside the large view."""
+    negative = meta.negative_prompt or "—"
+    return (
+        f"**Prompt:** {meta.prompt}\n\n**Negative prompt:** {negative}\n\n"
+        f"Seed {meta.seed} · {meta.width}×{meta.height} · {meta.num_inference_steps} steps · "
+        f"CFG {meta.guidance_scale:g} · {meta.model}\n\nFrom `{meta.space}` at {meta.created_at}"
+    )
+
+
+def build_ui(studio: Studio) -> gr.Blocks:
+    """The whole page, wired to ``studio``."""
+    schema = studio.schema()
+    presets = aspect_ratio_presets(schema)
+
+    with gr.Blocks(title="sd35 — Stable Diffusion 3.5 Large studio") as page:
+        gr.Markdown("## Stable Diffusion 3.5 Large studio")
+        if studio.demo:
+            gr.Markdown(
+                "**Demo mode:** images come from a local stand-in Space that paints test "
+                "patterns, not from Stable Diffusion.",
+                elem_id="demo-banner",
+            )
+        space_status = gr.Markdown(
+            status_line(studio.status, space=studio.client.space, demo=studio.demo),
+            elem_id="space-status",
+        )
+        last_seed = gr.State(None)
+        page_ids = gr.State([])
+        page_number = gr.State(0)
+        selected_id = gr.State(None)
+        info_meta = gr.State(None)
+
+        with gr.Row():
+            with gr.Column(scale=2):
+                prompt = gr.Textbox(
+                    label="Prompt (Ctrl+Enter to generate)",
+                    lines=3,
+                    max_length=MAX_PROMPT_CHARS,
+                    placeholder="Describe the image",
+                    elem_id="prompt",
+                )
+                history = gr.Dropdown(
+                    label="Recent prompts", choices=[], value=None, elem_id="prompt-history"
+                )
+                negative = gr.Textbox(
+                    label="Negative prompt",
+                    lines=1,
+                    max_length=MAX_PROMPT_CHARS,
+                    elem_id="negative-prompt",
+                )
+                with gr.Row():
+                    generate = gr.Button("Generate", variant="primary", elem_id="generate-button")
+                    stop = gr.Button("Stop", variant="stop", elem_id="stop-button")
+                with gr.Row():
+                    ratio = gr.Radio(
+                        list(presets), value="1:1", label="Aspect ratio", elem_id="aspect-ratio"
+                    )
+                    swap = gr.Button("⇄ Swap", size="sm", elem_id="swap-ratio")
+                with gr.Row():
+                    width = gr.Slider(
+                        int(schema.width.minimum),
+                        int(schema.width.maximum),
+                        value=presets["1:1"].width,
+                        step=int(schema.width.step),
+                        label="Width",
+                        elem_id="width",
+                    )
+                    height = gr.Slider(
+                        int(schema.height.minimum),
+                        int(schema.height.maximum),
+                        value=presets["1:1"].height,
+                        step=int(schema.height.step),
+                        label="Height",
+                        elem_id="height",
+                    )
+                with gr.Row():
+                    guidance = gr.Slider(
+                        schema.guidance_scale.minimum,
+                        schema.guidance_scale.maximum,
+                        value=schema.guidance_scale.default,
+                        step=schema.guidance_scale.step,
+                        label="Guidance scale",
+                        elem_id="guidance",
+                    )
+                    steps = gr.Slider(
+                        int(schema.num_inference_steps.minimum),
+                        int(schema.num_inference_steps.maximum),
+                        value=int(schema.num_inference_steps.default),
+                        step=1,
+                        label="Steps",
+                        elem_id="steps",
+                    )
+                with gr.Row():
+                    seed = gr.Number(value=0, precision=0, minimum=0, label="Seed", elem_id="seed")
+                    randomize = gr.Checkbox(value=True, label="Randomize seed", elem_id="randomize")
+                    reuse_seed = gr.Button("♻ Reuse last seed", size="sm", elem_id="reuse-seed")
+                    batch = gr.Slider(1, MAX_BATCH, value=1, step=1, label="Batch count")
+                gr.Examples(EXAMPLES, inputs=[prompt], label="Examples")
+            with gr.Column(scale=3):
+                output = gr.Image(
+                    label="Image",
+                    format="png",
+                    type="filepath",
+                    interactive=False,
+                    elem_id="output-image",
+                    height=512,
+                )
+                run_status = gr.Markdown("", elem_id="run-status")
+                result_info = gr.Markdown("", elem_id="result-info")
+
+        with gr.Tab("History"):
+            with gr.Row():
+                search = gr.Textbox(label="Search prompts", scale=3, elem_id="search")
+                starred_only = gr.Checkbox(label="Starred only", value=False)
+                prev_page = gr.Button("◀ Newer", size="sm")
+                page_label = gr.Markdown("", elem_id="page-label")
+                next_page = gr.Button("Older ▶", size="sm")
+            gallery = gr.Gallery(
+                label="Gallery",
+                format="png",
+                columns=6,
+                height="auto",
+                allow_preview=False,
+                elem_id="gallery",
+            )
+            with gr.Row():
+                with gr.Column(scale=3):
+                    selected_image = gr.Image(
+                        label="Selected",
+                        format="png",
+                        type="filepath",
+                        interactive=False,
+                        elem_id="selected-image",
+                    )
+                with gr.Column(scale=2):
+                    details = gr.Markdown("Select an image to see its parameters.")
+                    use_settings = gr.Button("Use these settings", elem_id="use-settings")
+                    star = gr.Button("☆ Star / unstar", size="sm")
+                    download = gr.DownloadButton("Download original", elem_id="download")
+                    delete = gr.Button("Delete…", size="sm", variant="stop")
+                    with gr.Row(visible=False) as confirm_row:
+                        confirm_delete = gr.Button("Yes, delete it", variant="stop", size="sm")
+                        cancel_delete = gr.Button("Keep it", size="sm")
+                    zip_button = gr.Button("Download this page as ZIP", size="sm")
+                    zip_file = gr.File(label="ZIP", visible=False)
+
+        with gr.Tab("PNG Info"):
+            png_file = gr.File(label="Drop a PNG (ours or AUTOMATIC1111's)", type="filepath")
+            png_text = gr.Code(label="Parameters", language=None, interactive=False)
+            send_to_form = gr.Button("Send to form", elem_id="send-to-form")
+
+        form = [prompt, negative, width, height, guidance, steps, seed, randomize]
+        gallery_outputs = [gallery, page_ids, page_label]
+
+        # -- callbacks ------------------------------------------------------------------------
+
+        def load_page(
+            search_text: str, only_starred: bool, number: int, request: gr.Request
+        ) -> tuple[list[tuple[str, str]], list[str], str]:
+            result = studio.store.list(
+                user=_user(request),
+                search=search_text or None,
+                starred=True if only_starred else None,
+                offset=number * PAGE_SIZE,
+                limit=PAGE_SIZE,
+            )
+            items = [(str(item.thumbnail_path), caption(item)) for item in result.items]
+            pages = max(1, math.ceil(result.total / PAGE_SIZE))
+            label = f"Page {number + 1} of {pages} · {result.total} images"
+            return items, [item.id for item in result.items], label
+
+        def on_load(search_text: str, only_starred: bool, request: gr.Request) -> tuple[Any, ...]:
+            live = studio.schema()
+            return (
+                status_line(studio.status, space=studio.client.space, demo=studio.demo),
+                gr.update(
+                    minimum=int(live.width.minimum),
+                    maximum=int(live.width.maximum),
+                    step=int(live.width.step),
+                ),
+                gr.update(
+                    minimum=int(live.height.minimum),
+                    maximum=int(live.height.maximum),
+                    step=int(live.height.step),
+                ),
+                gr.update(choices=studio.store.prompt_history(limit=30, user=_user(request))),
+                *load_page(search_text, only_starred, 0, request),
+            )
+
+        page.load(
+            on_load,
+            [search, starred_only],
+            [space_status, width, height, history, *gallery_outputs],
+            show_progress="hidden",
+        )
+        timer = gr.Timer(10)
+        timer.tick(
+            lambda: status_line(studio.status, space=studio.client.space, demo=studio.demo),
+            None,
+            space_status,
+            show_progress="hidden",
+            queue=False,
+        )
+
+        async def run(
+            prompt_text: str,
+            negative_text: str,
+            width_value: float,
+            height_value: float,
+            guidance_value: float,
+            steps_value: float,
+            seed_value: float | None,
+            randomize_value: bool,
+            batch_value: float,
+            search_text: str,
+            only_starred: bool,
+            request: gr.Request,
+        ) -> AsyncIterator[tuple[Any, ...]]:
+            """Generate ``batch`` images, streaming progress and previews into the page."""
+            user = _user(request)
+            skip = gr.skip()
+            try:
+                base = request_from_form(
+                    prompt_text,
+                    negative_text,
+                    width_value,
+                    height_value,
+                    guidance_value,
+                    steps_value,
+                    seed_value,
+                    randomize_value,
+                    studio.schema(),
+                )
+                jobs = batch_requests(base, max(1, min(MAX_BATCH, int(batch_value or 1))))
+                for index, job in enumerate(jobs, start=1):
+                    async for event in studio.run(job, user):
+                        if isinstance(event, Saved):
+                            yield (
+                                str(event.image.path),
+                                "✅ Done" if index == len(jobs) else f"✅ Image {index} done",
+                                result_line(event),
+                                *load_page(search_text, only_starred, 0, request),
+                                event.result.seed,
+                                gr.update(choices=studio.store.prompt_history(limit=30, user=user)),
+                            )
+                        elif isinstance(event, Preview):
+                            yield (str(event.path), skip, skip, skip, skip, skip, skip, skip)
+                        else:
+                            line = progress_line(event, image_index=index, batch=len(jobs))
+                            yield (skip, line, skip, skip, skip, skip, skip, skip)
+            except SD35Error as error:
+                yield (skip, error_line(error), skip, skip, skip, skip, skip, skip)
+                raise gr.Error(error.message, title=error.title, print_exception=False) from None
+
+        run_event = generate.click(
+            run,
+            [*form, batch, search, starred_only],
+            [output, run_status, result_info, *gallery_outputs, last_seed, history],
+            api_name="generate",
+            show_progress="hidden",
+            concurrency_limit=studio.concurrency,
+            concurrency_id="generate",
+        )
+        stop.click(
+            lambda: "⏹ Stopped. The remote job was cancelled.",
+            None,
+            run_status,
+            cancels=[run_event],
+            queue=False,
+            api_name=False,
+        )
+
+        def on_ratio(choice: str) -> tuple[int, int]:
+            size = aspect_ratio_presets(studio.schema()).get(choice) or presets["1:1"]
+            return size.width, size.height
+
+        ratio.input(on_ratio, ratio, [width, height], queue=False, api_name=False)
+
+        def on_swap(choice: str, w: float, h: float) -> tuple[Any, float, float]:
+            if choice and ":" in choice:
+                left, right = choice.split(":")
+                flipped = f"{right}:{left}"
+                return (flipped if flipped in presets else None), h, w
+            return gr.skip(), h, w
+
+        swap.click(on_swap, [ratio, width, height], [ratio, width, height], queue=False)
+        reuse_seed.click(
+            lambda value: (value, False) if value is not None else (gr.skip(), gr.skip()),
+            last_seed,
+            [seed, randomize],
+            queue=False,
+            api_name=False,
+        )
+        history.input(lambda text: text or gr.skip(), history, prompt, queue=False)
+
+        # history tab
+        def go_page(delta: int, number: int, search_text: str, only_starred: bool, request):
+            target = max(0, number + delta)
+            items, ids, label = load_page(search_text, only_starred, target, request)
+            if not ids and target > 0:  # past the end: stay where we are
+                target = number
+                items, ids, label = load_page(search_text, only_starred, target, request)
+            return items, ids, label, target
+
+        prev_page.click(
+            lambda n, s, o, request: go_page(-1, n, s, o, request),
+            [page_number, search, starred_only],
+            [*gallery_outputs, page_number],
+            api_name=False,
+        )
+        next_page.click(
+            lambda n, s, o, request: go_page(1, n, s, o, request),
+            [page_number, search, starred_only],
+            [*gallery_outputs, page_number],
+            api_name=False,
+        )
+        for trigger in (search.submit, starred_only.input):
+            trigger(
+                lambda s, o, request: (*load_page(s, o, 0, request), 0),
+                [search, starred_only],
+                [*gallery_outputs, page_number],
+                api_name=False,
+            )
+
+        def on_select(ids: list[str], event: gr.SelectData, request: gr.Request):
+            if event.index is None or event.index >= len(ids):
+                return gr.skip(), gr.skip(), gr.skip(), None
+            item = studio.store.get(ids[event.index], user=_user(request))
+            if item is None:
+                return None, "This image no longer exists.", None, None
+            return str(item.path), details_markdown(item.meta), str(item.path), item.id
+
+        gallery.select(
+            on_select,
+            [page_ids],
+            [selected_image, details, download, selected_id],
+            api_name=False,
+        )
+
+        def on_use_settings(image_id: str | None, request: gr.Request) -> list[Any]:
+            item = studio.store.get(image_id, user=_user(request)) if image_id else None
+            if item is None:
+                return [gr.skip()] * len(form)
+            return form_values(item.meta)
+
+        use_settings.click(on_use_settings, [selected_id], form, api_name=False)
+
+        def on_star(image_id, number, search_text, only_starred, request: gr.Request):
+            item = studio.store.get(image_id, user=_user(request)) if image_id else None
+            if item is not None:
+                studio.store.set_starred(item.id, not item.starred, user=_user(request))
+            return load_page(search_text, only_starred, number, request)
+
+        star.click(
+            on_star,
+            [selected_id, page_number, search, starred_only],
+            gallery_outputs,
+            api_name=False,
+        )
+        delete.click(lambda: gr.update(visible=True), None, confirm_row, queue=False)
+        cancel_delete.click(lambda: gr.update(visible=False), None, confirm_row, queue=False)
+
+        def on_delete(image_id, number, search_text, only_starred, request: gr.Request):
+            if image_id:
+                studio.store.delete(image_id, user=_user(request))
+            return (
+                *load_page(search_text, only_starred, number, request),
+                None,
+                "Deleted.",
+                None,
+                None,
+                gr.update(visible=False),
+            )
+
+        confirm_delete.click(
+            on_delete,
+            [selected_id, page_number, search, starred_only],
+            [*gallery_outputs, selected_image, details, download, selected_id, confirm_row],
+            api_name=False,
+        )
+
+        def on_zip(ids: list[str], request: gr.Request):
+            if not ids:
+                return gr.update(visible=False)
+            path = studio.store.write_zip(ids, user=_user(request))
+            return gr.update(value=str(path), visible=True)
+
+        zip_button.click(on_zip, [page_ids], zip_file, api_name=False)
+
+        # PNG Info tab
+        def on_png(path: str | None) -> tuple[str, ImageMetadata | None]:
+            if not path:
+                return "", None
+            try:
+                meta = read_metadata(Path(path))
+            except Exception:  # not an image at all: say so instead of failing
+                return "This file is not an image that can be read.", None
+            if meta is None:
+                return "No generation parameters found in this image.", None
+            return to_a1111(meta), meta
+
+        png_file.change(on_png, png_file, [png_text, info_meta], api_name=False)
+        send_to_form.click(
+            lambda meta: form_values(meta) if meta else [gr.skip()] * len(form),
+            info_meta,
+            form,
+            api_name=False,
+        )
+    return page

@@ -1,0 +1,57 @@
+"""Shared fixtures: stand-in Spaces on loopback, and a guard that tests stay on loopback."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+# No test may reach a public host: drop any proxy the environment sets (tests that want a
+# proxy start their own on loopback) and keep huggingface_hub offline.
+for _name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+    os.environ.pop(_name, None)
+os.environ["NO_PROXY"] = "127.0.0.1,localhost"
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.pop("HF_TOKEN", None)
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+
+from sd35.standin import StandinConfig, StandinServer  # noqa: E402
+
+_RESET = {"fault": None, "fault_once": None, "seconds_per_step": 0.01, "queue_hold": 0.0}
+
+
+def _reset(config: StandinConfig) -> None:
+    for key, value in _RESET.items():
+        setattr(config, key, value)
+    with config.lock:
+        config.seen_headers.clear()
+        config.seen_inputs.clear()
+
+
+@pytest.fixture(scope="session")
+def _space_server() -> Iterator[StandinServer]:
+    with StandinServer(StandinConfig(seconds_per_step=0.01, concurrency=4)) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def _preview_server() -> Iterator[StandinServer]:
+    config = StandinConfig(seconds_per_step=0.01, previews=True, preview_every=2, concurrency=4)
+    with StandinServer(config) as server:
+        yield server
+
+
+@pytest.fixture
+def space(_space_server: StandinServer) -> StandinServer:
+    """A stand-in like the official Space: returns once, reports tqdm step progress."""
+    _reset(_space_server.config)
+    return _space_server
+
+
+@pytest.fixture
+def preview_space(_preview_server: StandinServer) -> StandinServer:
+    """A stand-in whose ``infer`` is a generator that streams preview frames."""
+    _reset(_preview_server.config)
+    return _preview_server
