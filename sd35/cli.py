@@ -71,8 +71,9 @@ def generate(args: argparse.Namespace) -> int:
         )
         for event in client.generate(request):
             if isinstance(event, Queued):
-                eta = f", about {event.eta:.0f} s" if event.eta else ""
-                _say(f"queued: position {event.position}{eta}")
+                position = "" if event.position is None else f" at position {event.position + 1}"
+                eta = f", about {event.eta:.0f} s" if event.eta and event.eta >= 1 else ""
+                _say(f"queued{position}{eta}")
             elif isinstance(event, Started):
                 _say("generating…")
             elif isinstance(event, Progress):

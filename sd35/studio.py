@@ -12,7 +12,6 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 from PIL import Image
@@ -60,22 +59,13 @@ def open_store(root: Path) -> SQLiteGalleryStore:
 
 def metadata_for(result: Result, *, space: str, user: str | None = None) -> ImageMetadata:
     """The metadata written into the PNG: the request with the seed actually used."""
-    request = result.request
-    extra = {"user": user} if user else {}
-    return ImageMetadata(
-        prompt=request.prompt,
-        negative_prompt=request.negative_prompt,
-        seed=result.seed,
-        randomize_seed=request.randomize_seed,
-        width=request.width,
-        height=request.height,
-        guidance_scale=request.guidance_scale,
-        num_inference_steps=request.num_inference_steps,
+    return ImageMetadata.from_request(
+        result.request,
+        result.seed,
         model=MODEL_NAME,
         space=space,
-        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         elapsed=round(result.elapsed, 3),
-        extra=extra,
+        extra={"user": user} if user else None,
     )
 
 
@@ -193,7 +183,7 @@ def progress_line(event: Queued | Started | Progress, *, image_index: int, batch
     if isinstance(event, Queued):
         position = "" if event.position is None else f" at position {event.position + 1}"
         size = f" of {event.queue_size}" if event.queue_size else ""
-        eta = f", about {event.eta:.0f} s" if event.eta else ""
+        eta = f", about {event.eta:.0f} s" if event.eta and event.eta >= 1 else ""
         return f"{prefix}⏳ Waiting in the Space's queue{position}{size}{eta}"
     if isinstance(event, Started):
         return f"{prefix}🎨 Generating…"

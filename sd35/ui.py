@@ -239,7 +239,8 @@ def build_ui(studio: Studio) -> gr.Blocks:
                 label="Gallery",
                 format="png",
                 columns=6,
-                height="auto",
+                height=420,
+                object_fit="cover",
                 allow_preview=False,
                 elem_id="gallery",
             )
@@ -312,6 +313,7 @@ def build_ui(studio: Studio) -> gr.Blocks:
             [search, starred_only],
             [space_status, width, height, history, *gallery_outputs],
             show_progress="hidden",
+            api_visibility="private",
         )
         timer = gr.Timer(10)
         timer.tick(
@@ -320,6 +322,7 @@ def build_ui(studio: Studio) -> gr.Blocks:
             space_status,
             show_progress="hidden",
             queue=False,
+            api_visibility="private",
         )
 
         async def run(
@@ -387,14 +390,14 @@ def build_ui(studio: Studio) -> gr.Blocks:
             run_status,
             cancels=[run_event],
             queue=False,
-            api_name=False,
+            api_visibility="private",
         )
 
         def on_ratio(choice: str) -> tuple[int, int]:
             size = aspect_ratio_presets(studio.schema()).get(choice) or presets["1:1"]
             return size.width, size.height
 
-        ratio.input(on_ratio, ratio, [width, height], queue=False, api_name=False)
+        ratio.input(on_ratio, ratio, [width, height], queue=False, api_visibility="private")
 
         def on_swap(choice: str, w: float, h: float) -> tuple[Any, float, float]:
             if choice and ":" in choice:
@@ -403,15 +406,23 @@ def build_ui(studio: Studio) -> gr.Blocks:
                 return (flipped if flipped in presets else None), h, w
             return gr.skip(), h, w
 
-        swap.click(on_swap, [ratio, width, height], [ratio, width, height], queue=False)
+        swap.click(
+            on_swap,
+            [ratio, width, height],
+            [ratio, width, height],
+            queue=False,
+            api_visibility="private",
+        )
         reuse_seed.click(
             lambda value: (value, False) if value is not None else (gr.skip(), gr.skip()),
             last_seed,
             [seed, randomize],
             queue=False,
-            api_name=False,
+            api_visibility="private",
         )
-        history.input(lambda text: text or gr.skip(), history, prompt, queue=False)
+        history.input(
+            lambda text: text or gr.skip(), history, prompt, queue=False, api_visibility="private"
+        )
 
         # history tab
         def go_page(delta: int, number: int, search_text: str, only_starred: bool, request):
@@ -422,24 +433,24 @@ def build_ui(studio: Studio) -> gr.Blocks:
                 items, ids, label = load_page(search_text, only_starred, target, request)
             return items, ids, label, target
 
-        prev_page.click(
-            lambda n, s, o, request: go_page(-1, n, s, o, request),
-            [page_number, search, starred_only],
-            [*gallery_outputs, page_number],
-            api_name=False,
-        )
-        next_page.click(
-            lambda n, s, o, request: go_page(1, n, s, o, request),
-            [page_number, search, starred_only],
-            [*gallery_outputs, page_number],
-            api_name=False,
-        )
+        def newer(number: int, search_text: str, only_starred: bool, request: gr.Request):
+            return go_page(-1, number, search_text, only_starred, request)
+
+        def older(number: int, search_text: str, only_starred: bool, request: gr.Request):
+            return go_page(1, number, search_text, only_starred, request)
+
+        def first_page(search_text: str, only_starred: bool, request: gr.Request):
+            return (*load_page(search_text, only_starred, 0, request), 0)
+
+        paging = [page_number, search, starred_only]
+        prev_page.click(newer, paging, [*gallery_outputs, page_number], api_visibility="private")
+        next_page.click(older, paging, [*gallery_outputs, page_number], api_visibility="private")
         for trigger in (search.submit, starred_only.input):
             trigger(
-                lambda s, o, request: (*load_page(s, o, 0, request), 0),
+                first_page,
                 [search, starred_only],
                 [*gallery_outputs, page_number],
-                api_name=False,
+                api_visibility="private",
             )
 
         def on_select(ids: list[str], event: gr.SelectData, request: gr.Request):
@@ -454,7 +465,7 @@ def build_ui(studio: Studio) -> gr.Blocks:
             on_select,
             [page_ids],
             [selected_image, details, download, selected_id],
-            api_name=False,
+            api_visibility="private",
         )
 
         def on_use_settings(image_id: str | None, request: gr.Request) -> list[Any]:
@@ -463,7 +474,7 @@ def build_ui(studio: Studio) -> gr.Blocks:
                 return [gr.skip()] * len(form)
             return form_values(item.meta)
 
-        use_settings.click(on_use_settings, [selected_id], form, api_name=False)
+        use_settings.click(on_use_settings, [selected_id], form, api_visibility="private")
 
         def on_star(image_id, number, search_text, only_starred, request: gr.Request):
             item = studio.store.get(image_id, user=_user(request)) if image_id else None
@@ -475,10 +486,16 @@ def build_ui(studio: Studio) -> gr.Blocks:
             on_star,
             [selected_id, page_number, search, starred_only],
             gallery_outputs,
-            api_name=False,
+            api_visibility="private",
         )
-        delete.click(lambda: gr.update(visible=True), None, confirm_row, queue=False)
-        cancel_delete.click(lambda: gr.update(visible=False), None, confirm_row, queue=False)
+        for button, visible in ((delete, True), (cancel_delete, False)):
+            button.click(
+                lambda shown=visible: gr.update(visible=shown),
+                None,
+                confirm_row,
+                queue=False,
+                api_visibility="private",
+            )
 
         def on_delete(image_id, number, search_text, only_starred, request: gr.Request):
             if image_id:
@@ -496,7 +513,7 @@ def build_ui(studio: Studio) -> gr.Blocks:
             on_delete,
             [selected_id, page_number, search, starred_only],
             [*gallery_outputs, selected_image, details, download, selected_id, confirm_row],
-            api_name=False,
+            api_visibility="private",
         )
 
         def on_zip(ids: list[str], request: gr.Request):
@@ -505,7 +522,7 @@ def build_ui(studio: Studio) -> gr.Blocks:
             path = studio.store.write_zip(ids, user=_user(request))
             return gr.update(value=str(path), visible=True)
 
-        zip_button.click(on_zip, [page_ids], zip_file, api_name=False)
+        zip_button.click(on_zip, [page_ids], zip_file, api_visibility="private")
 
         # PNG Info tab
         def on_png(path: str | None) -> tuple[str, ImageMetadata | None]:
@@ -519,11 +536,11 @@ def build_ui(studio: Studio) -> gr.Blocks:
                 return "No generation parameters found in this image.", None
             return to_a1111(meta), meta
 
-        png_file.change(on_png, png_file, [png_text, info_meta], api_name=False)
+        png_file.change(on_png, png_file, [png_text, info_meta], api_visibility="private")
         send_to_form.click(
             lambda meta: form_values(meta) if meta else [gr.skip()] * len(form),
             info_meta,
             form,
-            api_name=False,
+            api_visibility="private",
         )
     return page

@@ -1,0 +1,242 @@
+"""The studio page: driven through gradio_client, and in a real browser (headless Chromium)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from gradio_client import Client
+from gradio_client.exceptions import AppError
+from PIL import Image
+
+from sd35.metadata import read_metadata
+from sd35.server import RunningStudio, ServerOptions, StartupError, check_safety, start
+from sd35.standin import StandinConfig, StandinServer
+from tests.browser import chromium, chromium_available, screenshot
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def launch_studio(space_url: str, output_dir: Path, **options) -> RunningStudio:
+    return start(ServerOptions(port=free_port(), space=space_url, output_dir=output_dir, **options))
+
+
+@pytest.fixture
+def studio(preview_space, tmp_path) -> Iterator[RunningStudio]:
+    running = launch_studio(preview_space.url, tmp_path / "outputs")
+    yield running
+    running.close()
+
+
+def generate_args(prompt: str, *, steps: int = 8, seed: int = 0, randomize: bool = True):
+    # prompt, negative, width, height, guidance, steps, seed, randomize, batch, search, starred
+    return (prompt, "", 512, 512, 4.5, steps, seed, randomize, 1, "", False)
+
+
+# --- through gradio_client ------------------------------------------------------------------
+
+
+def test_page_comes_up_with_the_space_down(tmp_path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}/"
+    started = time.monotonic()
+    running = launch_studio(dead, tmp_path / "outputs")
+    try:
+        assert time.monotonic() - started < 30  # it did not wait on the remote
+        client = Client(running.url, verbose=False)
+        with pytest.raises(AppError, match="Could not reach the Space"):
+            client.predict(*generate_args("a cat"), api_name="/generate")
+        deadline = time.monotonic() + 20
+        while running.studio.status is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert running.studio.status is not None and not running.studio.status.reachable
+    finally:
+        running.close()
+
+
+def test_generate_endpoint_streams_and_saves(studio, preview_space, tmp_path) -> None:
+    client = Client(studio.url, verbose=False, download_files=str(tmp_path / "dl"))
+    job = client.submit(
+        *generate_args("a lighthouse", seed=5, randomize=False), api_name="/generate"
+    )
+    final = job.result(timeout=60)
+    outputs = job.outputs()
+    statuses = [o[1] for o in outputs if isinstance(o[1], str)]
+    assert any("Step" in s for s in statuses)
+    image_path, status, info = final[0], final[1], final[2]
+    assert status.startswith("✅") and "Seed 5" in info and "512×512" in info
+    with Image.open(image_path) as image:
+        assert image.format == "PNG" and image.size == (512, 512)
+    meta = read_metadata(Path(image_path))
+    assert meta is not None and meta.seed == 5 and meta.prompt == "a lighthouse"
+    stored = studio.studio.store.list()
+    assert stored.total == 1 and stored.items[0].meta.seed == 5
+
+
+def test_remote_errors_reach_api_callers_as_their_message(studio, preview_space) -> None:
+    preview_space.config.fault_once = "quota"
+    client = Client(studio.url, verbose=False)
+    with pytest.raises(AppError, match="exceeded your GPU quota"):
+        client.predict(*generate_args("a cat"), api_name="/generate")
+    # Off the Space's 32-pixel grid: the slider lets it through, our validation does not.
+    with pytest.raises(AppError, match="width = 1000 is out of range"):
+        client.predict("a cat", "", 1000, 512, 4.5, 8, 0, True, 1, "", False, api_name="/generate")
+
+
+def test_share_without_auth_is_refused() -> None:
+    with pytest.raises(StartupError, match="--auth"):
+        check_safety(ServerOptions(share=True))
+    assert check_safety(ServerOptions(share=True, auth=[("a", "b")])) == []
+    assert check_safety(ServerOptions(share=True, insecure_share=True)) == []
+    assert "without --auth" in check_safety(ServerOptions(host="0.0.0.0"))[0]
+
+
+# --- in the browser ---------------------------------------------------------------------------
+
+browser_test = pytest.mark.skipif(not chromium_available(), reason="needs /usr/bin/chromium")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not chromium_available():
+        pytest.skip("needs /usr/bin/chromium")
+    with chromium() as instance:
+        yield instance
+
+
+def open_page(browser, url: str):
+    page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    page.goto(url)
+    page.locator("#prompt textarea").wait_for()
+    return page
+
+
+def status_text(page) -> str:
+    return page.locator("#run-status").inner_text()
+
+
+@pytest.mark.browser
+def test_ctrl_enter_streams_progress_previews_and_the_final_image(
+    browser, studio, preview_space
+) -> None:
+    preview_space.config.seconds_per_step = 0.15
+    page = open_page(browser, studio.url)
+    page.locator("#prompt textarea").fill("a red fox in the snow")
+    page.locator("#prompt textarea").press("Control+Enter")
+    page.wait_for_function(
+        "() => document.querySelector('#run-status').innerText.includes('Step')", timeout=20000
+    )
+    # A preview frame is shown while the job is still running.
+    page.wait_for_function(
+        """() => document.querySelector('#output-image img') &&
+                 !document.querySelector('#run-status').innerText.includes('Done')""",
+        timeout=20000,
+    )
+    preview_src = page.locator("#output-image img").get_attribute("src")
+    assert preview_src and ".webp" in preview_src  # the Space's preview, not our PNG yet
+    page.wait_for_function(
+        "() => document.querySelector('#run-status').innerText.includes('Done')", timeout=30000
+    )
+    final_src = page.locator("#output-image img").get_attribute("src")
+    assert final_src and final_src.endswith(".png")
+    info = page.locator("#result-info").inner_text()
+    assert ("Seed" in info and "512" not in info) or "1024×1024" in info
+    caption = page.locator("#gallery").inner_text()
+    seed = info.split("Seed ")[1].split(" ")[0]
+    assert f"seed {seed}" in caption and "a red fox" in caption
+    screenshot(page, "studio-finished")
+    page.close()
+
+
+@pytest.mark.browser
+def test_stop_cancels_a_slow_job_and_keeps_the_form(browser, studio, preview_space) -> None:
+    config = preview_space.config
+    config.seconds_per_step = 0.2
+    finished = config.jobs_finished
+    page = open_page(browser, studio.url)
+    page.locator("#prompt textarea").fill("a very slow painting")
+    page.locator("#generate-button").click()
+    page.wait_for_function(
+        "() => document.querySelector('#run-status').innerText.includes('Step')", timeout=20000
+    )
+    page.locator("#stop-button").click()
+    page.wait_for_function(
+        "() => document.querySelector('#run-status').innerText.includes('Stopped')", timeout=10000
+    )
+    assert page.locator("#prompt textarea").input_value() == "a very slow painting"
+    time.sleep(40 * 0.2 * 0.5)
+    assert config.jobs_finished == finished  # the remote job never ran to the end
+    assert "Done" not in status_text(page)
+    page.close()
+
+
+@pytest.mark.browser
+def test_quota_error_shows_its_message_and_keeps_the_prompt(browser, studio, preview_space):
+    preview_space.config.fault_once = "quota"
+    page = open_page(browser, studio.url)
+    page.locator("#prompt textarea").fill("a cat that costs GPU time")
+    page.locator("#prompt textarea").press("Control+Enter")
+    page.wait_for_function(
+        "() => document.querySelector('#run-status').innerText.includes('GPU quota')",
+        timeout=20000,
+    )
+    text = status_text(page)
+    assert "Create a free account" in text and "<a" not in text and "Traceback" not in text
+    assert page.locator("#prompt textarea").input_value() == "a cat that costs GPU time"
+    page.close()
+
+
+@pytest.mark.browser
+def test_two_users_do_not_wait_on_each_other(browser, tmp_path) -> None:
+    config = StandinConfig(seconds_per_step=0.1, previews=True, concurrency=2)
+    with StandinServer(config) as space:
+        running = launch_studio(space.url, tmp_path / "outputs")
+        try:
+            contexts = [browser.new_context() for _ in range(2)]
+            pages = []
+            for index, context in enumerate(contexts):
+                page = context.new_page()
+                page.goto(running.url)
+                page.locator("#prompt textarea").fill(f"user {index} painting")
+                page.locator("#steps input[type=number]").fill("20")
+                page.locator("#steps input[type=number]").press("Enter")
+                pages.append(page)
+
+            def one_job_time(page) -> float:
+                began = time.monotonic()
+                page.locator("#generate-button").click()
+                page.wait_for_function(
+                    "() => document.querySelector('#run-status').innerText.includes('Done')",
+                    timeout=60000,
+                )
+                return time.monotonic() - began
+
+            single = one_job_time(pages[0])
+            durations: list[float] = []
+            began = time.monotonic()
+            threads = [threading.Thread(target=lambda p=p: durations.append(0)) for p in pages]
+            del threads
+            for page in pages:
+                page.locator("#generate-button").click()
+            for page in pages:
+                page.wait_for_function(
+                    "() => document.querySelectorAll('#gallery img').length >= 1 &&"
+                    " document.querySelector('#run-status').innerText.includes('Done')",
+                    timeout=60000,
+                )
+            both = time.monotonic() - began
+            # Serialised, two jobs would take two job-times; together they take about one.
+            assert both < 1.6 * single, (both, single)
+            for context in contexts:
+                context.close()
+        finally:
+            running.close()
