@@ -57,15 +57,11 @@ def open_store(root: Path) -> SQLiteGalleryStore:
         return _stores[key]
 
 
-def metadata_for(result: Result, *, space: str, user: str | None = None) -> ImageMetadata:
-    """The metadata written into the PNG: the request with the seed actually used."""
+def metadata_for(result: Result, *, space: str) -> ImageMetadata:
+    """The metadata written into the PNG: the request with the seed actually used (the
+    store adds the owner)."""
     return ImageMetadata.from_request(
-        result.request,
-        result.seed,
-        model=MODEL_NAME,
-        space=space,
-        elapsed=round(result.elapsed, 3),
-        extra={"user": user} if user else None,
+        result.request, result.seed, model=MODEL_NAME, space=space, elapsed=round(result.elapsed, 3)
     )
 
 
@@ -75,7 +71,7 @@ def store_result(
     """Save a finished image as PNG with its metadata, in the gallery."""
     with Image.open(result.path) as image:
         image.load()
-        return store.save(image, metadata_for(result, space=space, user=user), user=user)
+        return store.save(image, metadata_for(result, space=space), user=user)
 
 
 def save_result(
@@ -204,6 +200,14 @@ def result_line(saved: Saved) -> str:
 
 def error_line(error: SD35Error) -> str:
     return f"⚠️ **{error.title}**: {error.message}"
+
+
+def thumbnail_for(store: SQLiteGalleryStore, image: StoredImage) -> Path:
+    """The thumbnail to show for ``image``: made again if it went missing (e.g. after an index
+    rebuild), else the original as a last resort."""
+    if image.thumbnail_path.is_file():
+        return image.thumbnail_path
+    return store.ensure_thumbnail(image.id) or image.path
 
 
 def caption(image: StoredImage, *, width: int = 48) -> str:

@@ -31,6 +31,7 @@ from sd35.studio import (
     progress_line,
     result_line,
     status_line,
+    thumbnail_for,
 )
 
 MAX_BATCH = 8
@@ -285,7 +286,9 @@ def build_ui(studio: Studio) -> gr.Blocks:
                 offset=number * PAGE_SIZE,
                 limit=PAGE_SIZE,
             )
-            items = [(str(item.thumbnail_path), caption(item)) for item in result.items]
+            items = [
+                (str(thumbnail_for(studio.store, item)), caption(item)) for item in result.items
+            ]
             pages = max(1, math.ceil(result.total / PAGE_SIZE))
             label = f"Page {number + 1} of {pages} · {result.total} images"
             return items, [item.id for item in result.items], label

@@ -17,7 +17,10 @@ os.environ.pop("HF_TOKEN", None)
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 
+from sd35.server import RunningStudio  # noqa: E402
 from sd35.standin import StandinConfig, StandinServer  # noqa: E402
+from tests.browser import chromium, chromium_available  # noqa: E402
+from tests.studio_support import launch_studio  # noqa: E402
 
 _RESET = {"fault": None, "fault_once": None, "seconds_per_step": 0.01, "queue_hold": 0.0}
 
@@ -55,3 +58,22 @@ def preview_space(_preview_server: StandinServer) -> StandinServer:
     """A stand-in whose ``infer`` is a generator that streams preview frames."""
     _reset(_preview_server.config)
     return _preview_server
+
+
+@pytest.fixture
+def studio(preview_space, tmp_path) -> Iterator[RunningStudio]:
+    """The studio app on loopback, driving the preview stand-in, with its own output folder."""
+    running = launch_studio(preview_space.url, tmp_path / "outputs")
+    yield running
+    running.close()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Debian Chromium (skipped where it is missing, except when required)."""
+    if not chromium_available():
+        if os.environ.get("SD35_REQUIRE_BROWSER"):
+            pytest.fail("Chromium is required here but /usr/bin/chromium is missing")
+        pytest.skip("needs /usr/bin/chromium (apt-get install chromium)")
+    with chromium() as instance:
+        yield instance

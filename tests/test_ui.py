@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,32 +12,10 @@ from gradio_client.exceptions import AppError
 from PIL import Image
 
 from sd35.metadata import read_metadata
-from sd35.server import RunningStudio, ServerOptions, StartupError, check_safety, start
+from sd35.server import ServerOptions, StartupError, check_safety
 from sd35.standin import StandinConfig, StandinServer
-from tests.browser import chromium, chromium_available, screenshot
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def launch_studio(space_url: str, output_dir: Path, **options) -> RunningStudio:
-    return start(ServerOptions(port=free_port(), space=space_url, output_dir=output_dir, **options))
-
-
-@pytest.fixture
-def studio(preview_space, tmp_path) -> Iterator[RunningStudio]:
-    running = launch_studio(preview_space.url, tmp_path / "outputs")
-    yield running
-    running.close()
-
-
-def generate_args(prompt: str, *, steps: int = 8, seed: int = 0, randomize: bool = True):
-    # prompt, negative, width, height, guidance, steps, seed, randomize, batch, search, starred
-    return (prompt, "", 512, 512, 4.5, steps, seed, randomize, 1, "", False)
-
+from tests.browser import screenshot
+from tests.studio_support import generate_args, launch_studio, open_page
 
 # --- through gradio_client ------------------------------------------------------------------
 
@@ -101,23 +77,6 @@ def test_share_without_auth_is_refused() -> None:
 
 
 # --- in the browser ---------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not chromium_available():
-        if os.environ.get("SD35_REQUIRE_BROWSER"):
-            pytest.fail("Chromium is required here but /usr/bin/chromium is missing")
-        pytest.skip("needs /usr/bin/chromium (apt-get install chromium)")
-    with chromium() as instance:
-        yield instance
-
-
-def open_page(browser, url: str):
-    page = browser.new_page(viewport={"width": 1400, "height": 1100})
-    page.goto(url)
-    page.locator("#prompt textarea").wait_for()
-    return page
 
 
 def status_text(page) -> str:

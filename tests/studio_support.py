@@ -1,0 +1,30 @@
+"""Helpers for tests that run the studio app on loopback and look at it in Chromium."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+from sd35.server import RunningStudio, ServerOptions, start
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def launch_studio(space_url: str, output_dir: Path, **options) -> RunningStudio:
+    return start(ServerOptions(port=free_port(), space=space_url, output_dir=output_dir, **options))
+
+
+def generate_args(prompt: str, *, steps: int = 8, seed: int = 0, randomize: bool = True):
+    # prompt, negative, width, height, guidance, steps, seed, randomize, batch, search, starred
+    return (prompt, "", 512, 512, 4.5, steps, seed, randomize, 1, "", False)
+
+
+def open_page(browser, url: str):
+    page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    page.goto(url)
+    page.locator("#prompt textarea").wait_for()
+    return page

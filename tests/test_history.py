@@ -1,0 +1,85 @@
+"""History in the page: it survives restarts, belongs to its user, and PNG Info reads it back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from gradio_client import Client
+from PIL import Image
+
+from sd35.metadata import ImageMetadata, write_png
+from tests.studio_support import generate_args, launch_studio, open_page
+
+
+def gallery_captions(output) -> list[str]:
+    """Captions of the gallery value in a /generate result."""
+    gallery = output[3]
+    return [item.get("caption") or "" for item in gallery]
+
+
+def test_each_authenticated_user_sees_only_their_own_images(preview_space, tmp_path) -> None:
+    running = launch_studio(
+        preview_space.url, tmp_path / "outputs", auth=[("alice", "wonder-1"), ("bob", "builder-2")]
+    )
+    try:
+        alice = Client(running.url, auth=("alice", "wonder-1"), verbose=False)
+        bob = Client(running.url, auth=("bob", "builder-2"), verbose=False)
+        alice_out = alice.predict(*generate_args("alice's teapot"), api_name="/generate")
+        bob_out = bob.predict(*generate_args("bob's bicycle"), api_name="/generate")
+        assert [c.split(" · ")[0] for c in gallery_captions(alice_out)] == ["alice's teapot"]
+        assert [c.split(" · ")[0] for c in gallery_captions(bob_out)] == ["bob's bicycle"]
+        store = running.studio.store
+        assert store.count(user="alice") == 1 and store.count(user="bob") == 1
+        bobs = store.list(user="bob").items[0]
+        assert store.get(bobs.id, user="alice") is None
+        with pytest.raises(ValueError):
+            Client(running.url, auth=("alice", "wrong"), verbose=False)
+    finally:
+        running.close()
+
+
+@pytest.mark.browser
+def test_history_survives_a_restart(browser, preview_space, tmp_path) -> None:
+    outputs = tmp_path / "outputs"
+    first = launch_studio(preview_space.url, outputs)
+    try:
+        result = Client(first.url, verbose=False).predict(
+            *generate_args("a harbour before the restart", seed=4242, randomize=False),
+            api_name="/generate",
+        )
+        assert "Seed 4242" in result[2]
+    finally:
+        first.close()
+    second = launch_studio(preview_space.url, outputs)
+    try:
+        page = open_page(browser, second.url)
+        page.wait_for_function(
+            "() => document.querySelector('#gallery').innerText.includes('seed 4242')",
+            timeout=20000,
+        )
+        assert "a harbour before the restart" in page.locator("#gallery").inner_text()
+        assert "1 images" in page.locator("#page-label").inner_text()
+        page.close()
+    finally:
+        second.close()
+
+
+@pytest.mark.browser
+def test_png_info_reads_a_png_and_sends_it_to_the_form(browser, studio, tmp_path) -> None:
+    meta = ImageMetadata(
+        prompt="a lantern, glowing: warm", negative_prompt="blurry", seed=31337, width=768
+    )
+    png = write_png(Image.new("RGB", (64, 64), "orange"), tmp_path / "in.png", meta)
+    page = open_page(browser, studio.url)
+    page.get_by_role("tab", name="PNG Info").click()
+    page.locator("input[type=file]").last.set_input_files(str(Path(png)))
+    page.wait_for_function("() => document.body.innerText.includes('Seed: 31337')", timeout=20000)
+    page.locator("#send-to-form").click()
+    page.wait_for_function(
+        "() => document.querySelector('#prompt textarea').value === 'a lantern, glowing: warm'",
+        timeout=10000,
+    )
+    assert page.locator("#negative-prompt textarea").input_value() == "blurry"
+    assert page.locator("#seed input").input_value() == "31337"
+    page.close()
