@@ -37,6 +37,12 @@ class ServerOptions:
     concurrency: int = 8
     max_queue: int = 64
     timeout: float = 900.0
+    #: Serve the OpenAI Images and AUTOMATIC1111 APIs beside the page (``sd35.api``).
+    api: bool = False
+    api_key: str | None = None
+    api_auth: list[tuple[str, str]] = field(default_factory=list)
+    #: Serve the ``generate_image`` MCP tool through Gradio's MCP server.
+    mcp: bool = False
 
 
 class StartupError(Exception):
@@ -78,6 +84,22 @@ def parse_args(argv: list[str] | None = None) -> ServerOptions:
     parser.add_argument("--concurrency", type=int, default=8, help="generations at once")
     parser.add_argument("--max-queue", type=int, default=64, help="waiting jobs at most")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per image, max")
+    parser.add_argument(
+        "--api", action="store_true", help="also serve the OpenAI Images and A1111 APIs"
+    )
+    parser.add_argument(
+        "--api-key",
+        default=env.get("SD35_API_KEY"),
+        help="Bearer key for the APIs (env SD35_API_KEY)",
+    )
+    parser.add_argument(
+        "--api-auth",
+        action="append",
+        default=[],
+        metavar="USER:PASS",
+        help="HTTP Basic credentials for the APIs (like A1111's --api-auth)",
+    )
+    parser.add_argument("--mcp", action="store_true", help="serve the generate_image MCP tool")
     args = parser.parse_args(argv)
     pairs = list(args.auth)
     if args.auth_file:
@@ -88,6 +110,7 @@ def parse_args(argv: list[str] | None = None) -> ServerOptions:
         ]
     try:
         auth = [_split_credentials(pair) for pair in pairs]
+        api_auth = [_split_credentials(pair) for pair in args.api_auth]
     except ValueError as exc:
         parser.error(str(exc))
     return ServerOptions(
@@ -104,6 +127,10 @@ def parse_args(argv: list[str] | None = None) -> ServerOptions:
         concurrency=max(1, args.concurrency),
         max_queue=max(1, args.max_queue),
         timeout=args.timeout,
+        api=args.api,
+        api_key=args.api_key or None,
+        api_auth=api_auth,
+        mcp=args.mcp,
     )
 
 
@@ -129,6 +156,12 @@ def check_safety(options: ServerOptions) -> list[str]:
         raise StartupError(
             "--share makes a public link that anyone can use (with your quota and token). "
             "Add --auth USER:PASS, or pass --insecure-share if you really want it open."
+        )
+    exposed = options.share or not is_loopback(options.host)
+    if (options.api or options.mcp) and exposed and not (options.api_key or options.api_auth):
+        raise StartupError(
+            "The APIs would be reachable from other machines without credentials. "
+            "Add --api-key KEY (or SD35_API_KEY) or --api-auth USER:PASS."
         )
     warnings = []
     if not is_loopback(options.host) and not options.auth:
@@ -183,6 +216,10 @@ def start(options: ServerOptions, *, block: bool = False) -> RunningStudio:
     studio = Studio(client, store, demo=options.demo, concurrency=options.concurrency)
     studio.start_background()
     page = build_ui(studio)
+    if options.mcp:
+        from sd35.api import add_mcp_tool
+
+        add_mcp_tool(page, studio)
     page.queue(max_size=options.max_queue, default_concurrency_limit=options.concurrency)
     output_dir = options.output_dir.resolve()
     allowed = [] if _inside(output_dir, Path.cwd(), Path(tempfile.gettempdir())) else [output_dir]
@@ -199,7 +236,12 @@ def start(options: ServerOptions, *, block: bool = False) -> RunningStudio:
         footer_links=["api"],
         head=HEAD,
         css=CSS,
+        mcp_server=options.mcp,
     )
+    if options.api:
+        from sd35.api import mount_api
+
+        mount_api(page, studio, api_key=options.api_key, api_auth=options.api_auth)
     return RunningStudio(studio=studio, page=page, url=local_url or "", standin=standin)
 
 
