@@ -235,7 +235,7 @@ class SpaceClient:
             read_timeout=read_timeout,
             hub_url=(hub_url or os.environ.get("SD35_HUB_URL") or DEFAULT_HUB_URL).rstrip("/"),
         )
-        self._pool = _ClientPool(self.settings, retries=retries)
+        self._pool = _ClientPool(self.settings, api_name=api_name, retries=retries)
         self._schema: SpaceSchema | None = None
         self._schema_lock = threading.Lock()
 
@@ -260,7 +260,6 @@ class SpaceClient:
                 try:
                     info = client.view_api(print_info=False, return_format="dict")
                     assert isinstance(info, dict)
-                    self._check_endpoint(info)
                     self._schema = SpaceSchema.from_api_info(info, self.api_name)
                 finally:
                     self._pool.release(client, reusable=True)
@@ -269,15 +268,6 @@ class SpaceClient:
     def cached_schema(self) -> SpaceSchema:
         """The schema if it was read already, else the documented fallback (no network)."""
         return self._schema or SpaceSchema()
-
-    def _check_endpoint(self, info: dict[str, Any]) -> None:
-        named = info.get("named_endpoints", {})
-        if self.api_name not in named:
-            offered = ", ".join(sorted(named)) or "none"
-            raise EndpointMissingError(
-                f"The Space at {self.url} has no {self.api_name} endpoint (it offers: {offered}). "
-                "Its API may have been renamed; point sd35 at a Space with the SD 3.5 API."
-            )
 
     def status(self) -> SpaceStatus:
         """A quick, cheap look: does the Space answer, and how long is its queue?"""
@@ -309,8 +299,11 @@ class SpaceClient:
 class _ClientPool:
     """Idle ``gradio_client.Client`` objects, one per running job at most."""
 
-    def __init__(self, settings: ClientSettings, *, retries: int, max_idle: int = 8) -> None:
+    def __init__(
+        self, settings: ClientSettings, *, api_name: str, retries: int, max_idle: int = 8
+    ) -> None:
         self._settings = settings
+        self._api_name = api_name
         self._retries = retries
         self._max_idle = max_idle
         self._idle: list[Client] = []
@@ -339,7 +332,7 @@ class _ClientPool:
         settings = self._settings
         settings.download_dir.mkdir(parents=True, exist_ok=True)
         try:
-            return Client(
+            client = Client(
                 settings.url,
                 token=settings.token or False,  # False: never pick up a token implicitly
                 verbose=False,
@@ -349,6 +342,17 @@ class _ClientPool:
             )
         except Exception as exc:
             raise diagnose(exc, settings) from None
+        info = client.view_api(print_info=False, return_format="dict")
+        named = info.get("named_endpoints", {}) if isinstance(info, dict) else {}
+        if self._api_name not in named:
+            client.close()
+            offered = ", ".join(sorted(named)) or "none"
+            raise EndpointMissingError(
+                f"The Space at {settings.url} has no {self._api_name} endpoint (it offers: "
+                f"{offered}). Its API may have been renamed; point sd35 at a Space with the "
+                "SD 3.5 API."
+            )
+        return client
 
 
 def with_retries(action: Any, retries: int, *, base_delay: float = 0.5) -> Any:
@@ -453,7 +457,11 @@ class Generation:
         client = self._space._pool.acquire()
         with self._lock:
             state.client = client
-            state.job = client.submit(*self.request.as_inputs(), api_name=self._space.api_name)
+            try:
+                state.job = client.submit(*self.request.as_inputs(), api_name=self._space.api_name)
+            except Exception as exc:  # gradio_client checks arguments before sending
+                state.finished = True
+                raise map_job_error(exc, self._space.settings) from None
         if self.cancelled:  # cancel() came while we were submitting
             self._send_cancel()
 

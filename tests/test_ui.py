@@ -12,7 +12,6 @@ from gradio_client.exceptions import AppError
 from PIL import Image
 
 from sd35.metadata import read_metadata
-from sd35.server import ServerOptions, StartupError, check_safety
 from sd35.standin import StandinConfig, StandinServer
 from tests.browser import screenshot
 from tests.studio_support import generate_args, launch_studio, open_page
@@ -66,14 +65,6 @@ def test_remote_errors_reach_api_callers_as_their_message(studio, preview_space)
     # Off the Space's 32-pixel grid: the slider lets it through, our validation does not.
     with pytest.raises(AppError, match="width = 1000 is out of range"):
         client.predict("a cat", "", 1000, 512, 4.5, 8, 0, True, 1, "", False, api_name="/generate")
-
-
-def test_share_without_auth_is_refused() -> None:
-    with pytest.raises(StartupError, match="--auth"):
-        check_safety(ServerOptions(share=True))
-    assert check_safety(ServerOptions(share=True, auth=[("a", "b")])) == []
-    assert check_safety(ServerOptions(share=True, insecure_share=True)) == []
-    assert "without --auth" in check_safety(ServerOptions(host="0.0.0.0"))[0]
 
 
 # --- in the browser ---------------------------------------------------------------------------
