@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
                 str(args.concurrency),
                 "--max-queue",
                 str(args.max_queue),
-            ],  # fmt: skip
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             cwd=folder,
