@@ -61,8 +61,17 @@ def run_load(url: str, *, clients: int, jobs_per_client: int, timeout: float = 1
     barrier = threading.Barrier(clients)
 
     def one_client() -> None:
-        client = Client(url, verbose=False, download_files=False)
-        barrier.wait(timeout=60)
+        try:
+            client = Client(url, verbose=False, download_files=False)
+        except Exception as error:  # the app did not even answer: every job of it failed
+            with lock:
+                report.other_errors += [f"connect: {error}"] * jobs_per_client
+            barrier.abort()
+            return
+        try:
+            barrier.wait(timeout=60)
+        except threading.BrokenBarrierError:
+            pass  # another client could not connect; go on without the common start
         for _ in range(jobs_per_client):
             began = time.monotonic()
             try:
@@ -102,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs-per-client", type=int, default=2)
     parser.add_argument("--max-queue", type=int, default=32)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="repeat the load; RSS is shown after each"
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     config = StandinConfig(seconds_per_step=0.02, previews=True, concurrency=args.concurrency)
@@ -132,9 +144,12 @@ def main(argv: list[str] | None = None) -> int:
             _wait_for(url)
             run_load(url, clients=2, jobs_per_client=1)  # warm up
             before = rss_mib(app.pid)
-            report = run_load(url, clients=args.clients, jobs_per_client=args.jobs_per_client)
-            time.sleep(3)
-            after = rss_mib(app.pid)
+            rounds: list[float] = []
+            for _ in range(args.rounds):
+                report = run_load(url, clients=args.clients, jobs_per_client=args.jobs_per_client)
+                time.sleep(3)
+                rounds.append(rss_mib(app.pid))
+            after = rounds[-1]
         finally:
             app.terminate()
             app.wait(timeout=30)
@@ -149,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(report.other_errors)} | {report.hung} | {report.seconds:.1f} | {p50:.2f} | "
         f"{before:.0f} | {after:.0f} |"
     )
+    print("RSS after each round (MiB): " + ", ".join(f"{value:.0f}" for value in rounds))
     for error in report.other_errors[:5]:
         print("error:", error, file=sys.stderr)
     return 0 if report.accounted == report.jobs and not report.hung else 1
