@@ -8,6 +8,7 @@ load (50 clients) and prints its figures; ``tests/test_load.py`` runs a small on
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import subprocess
@@ -68,10 +69,9 @@ def run_load(url: str, *, clients: int, jobs_per_client: int, timeout: float = 1
                 report.other_errors += [f"connect: {error}"] * jobs_per_client
             barrier.abort()
             return
-        try:
+        # If another client could not connect, go on without the common start.
+        with contextlib.suppress(threading.BrokenBarrierError):
             barrier.wait(timeout=60)
-        except threading.BrokenBarrierError:
-            pass  # another client could not connect; go on without the common start
         for _ in range(jobs_per_client):
             began = time.monotonic()
             try:
