@@ -83,3 +83,50 @@ def test_png_info_reads_a_png_and_sends_it_to_the_form(browser, studio, tmp_path
     assert page.locator("#negative-prompt textarea").input_value() == "blurry"
     assert page.locator("#seed input").input_value() == "31337"
     page.close()
+
+
+@pytest.mark.browser
+def test_gallery_select_reuse_search_and_delete(browser, studio) -> None:
+    client = Client(studio.url, verbose=False)
+    client.predict(*generate_args("a green teapot", seed=11, randomize=False), api_name="/generate")
+    client.predict(*generate_args("a blue bicycle", seed=22, randomize=False), api_name="/generate")
+    page = open_page(browser, studio.url)
+    gallery = page.locator("#gallery")
+    page.wait_for_function(
+        "() => document.querySelector('#gallery').innerText.includes('seed 22')", timeout=20000
+    )
+    assert gallery.inner_text().index("seed 22") < gallery.inner_text().index("seed 11")  # newest
+    # Select the older image: its parameters appear, and "use these settings" fills the form.
+    gallery.locator("button.thumbnail-item, .thumbnail-item").nth(1).click()
+    page.wait_for_function(
+        "() => document.body.innerText.includes('a green teapot') &&"
+        " document.body.innerText.includes('Seed 11')",
+        timeout=10000,
+    )
+    page.locator("#use-settings").click()
+    page.wait_for_function(
+        "() => document.querySelector('#prompt textarea').value === 'a green teapot'",
+        timeout=10000,
+    )
+    assert page.locator("#seed input").input_value() == "11"
+    assert not page.locator("#randomize input").is_checked()
+    # Search narrows the gallery to matching prompts.
+    page.locator("#search textarea, #search input").first.fill("bicycle")
+    page.locator("#search textarea, #search input").first.press("Enter")
+    page.wait_for_function(
+        "() => !document.querySelector('#gallery').innerText.includes('teapot')", timeout=10000
+    )
+    assert "1 images" in page.locator("#page-label").inner_text()
+    # Delete asks first, then removes the file and the record.
+    gallery.locator("button.thumbnail-item, .thumbnail-item").first.click()
+    page.wait_for_function("() => document.body.innerText.includes('Seed 22')", timeout=10000)
+    stored = studio.studio.store.list(search="bicycle").items[0]
+    page.get_by_role("button", name="Delete…").click()
+    page.get_by_role("button", name="Yes, delete it").click()
+    page.wait_for_function(
+        "() => document.querySelector('#page-label').innerText.includes('0 images')",
+        timeout=10000,
+    )
+    assert not stored.path.exists()
+    assert studio.studio.store.count() == 1
+    page.close()
