@@ -53,6 +53,34 @@ document.addEventListener('keydown', (event) => {
     if (button && !button.disabled) { event.preventDefault(); button.click(); }
   }
 });
+// When an image finishes while the tab is in the background: a short tone and a notification.
+(() => {
+  let last = '';
+  const chime = () => {
+    try {
+      const audio = new AudioContext(), tone = audio.createOscillator(), gain = audio.createGain();
+      tone.frequency.value = 880; gain.gain.value = 0.05;
+      tone.connect(gain); gain.connect(audio.destination);
+      tone.start(); tone.stop(audio.currentTime + 0.15);
+    } catch (error) { /* no audio: the notification is enough */ }
+  };
+  setInterval(() => {
+    const status = document.querySelector('#run-status');
+    const text = status ? status.innerText : '';
+    if (text === last) return;
+    last = text;
+    if (!text.includes('Done') || !document.hidden) return;
+    chime();
+    if ('Notification' in window && Notification.permission === 'granted') {
+      new Notification('sd35: your image is ready');
+    }
+  }, 500);
+  document.addEventListener('click', () => {
+    if ('Notification' in window && Notification.permission === 'default') {
+      Notification.requestPermission();
+    }
+  }, { once: true });
+})();
 </script>
 """
 
