@@ -37,6 +37,10 @@ class ServerOptions:
     concurrency: int = 8
     max_queue: int = 64
     timeout: float = 900.0
+    #: Sessions whose page state Gradio keeps in memory (each costs a copy of the page's
+    #: config, some 300 KB); the oldest are forgotten first. Gradio's default, 10,000, lets
+    #: memory grow by gigabytes under API load.
+    session_capacity: int = 200
     #: Serve the OpenAI Images and AUTOMATIC1111 APIs beside the page (``sd35.api``).
     api: bool = False
     api_key: str | None = None
@@ -219,7 +223,7 @@ def start(options: ServerOptions, *, block: bool = False) -> RunningStudio:
     if options.mcp:
         from sd35.api import add_mcp_tool
 
-        add_mcp_tool(page, studio)
+        add_mcp_tool(page, studio, api_key=options.api_key, api_auth=options.api_auth)
     page.queue(max_size=options.max_queue, default_concurrency_limit=options.concurrency)
     output_dir = options.output_dir.resolve()
     allowed = [] if _inside(output_dir, Path.cwd(), Path(tempfile.gettempdir())) else [output_dir]
@@ -228,7 +232,8 @@ def start(options: ServerOptions, *, block: bool = False) -> RunningStudio:
         server_port=options.port,
         share=options.share,
         auth=options.auth or None,
-        prevent_thread_lock=not block,
+        # Never block here: the APIs are mounted on the running app below, then we block.
+        prevent_thread_lock=True,
         quiet=not block,
         show_error=False,
         ssr_mode=False,
@@ -237,11 +242,14 @@ def start(options: ServerOptions, *, block: bool = False) -> RunningStudio:
         head=HEAD,
         css=CSS,
         mcp_server=options.mcp,
+        state_session_capacity=options.session_capacity,
     )
     if options.api:
         from sd35.api import mount_api
 
         mount_api(page, studio, api_key=options.api_key, api_auth=options.api_auth)
+    if block:
+        page.block_thread()
     return RunningStudio(studio=studio, page=page, url=local_url or "", standin=standin)
 
 
