@@ -41,7 +41,7 @@ class Saved:
     image: StoredImage
 
 
-StudioEvent = Queued | Started | Progress | Preview | Saved
+StudioEvent = Queued | Started | Progress | Preview | Result | Saved
 
 
 _stores: dict[Path, SQLiteGalleryStore] = {}
@@ -146,15 +146,16 @@ class Studio:
     async def run(
         self, request: GenerationRequest, user: str | None = None
     ) -> AsyncIterator[StudioEvent]:
-        """Stream one generation; the final ``Result`` is stored and yielded as ``Saved``."""
+        """Stream one generation. The final image comes twice: as ``Result`` the moment it
+        arrives (so the page can show it without waiting on disk), then as ``Saved`` once it
+        is stored in the gallery."""
         async for event in self.client.generate(request):
+            yield event
             if isinstance(event, Result):
                 stored = await asyncio.to_thread(
                     store_result, self.store, event, space=self.client.space, user=user
                 )
                 yield Saved(event, stored)
-            else:
-                yield event
 
 
 # --- text for the page (plain functions, tested without a browser) ---------------------------

@@ -6,6 +6,7 @@ logic (requests, saving, wording) lives in modules that need no browser.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -22,7 +23,7 @@ from sd35.params import (
     SpaceSchema,
     aspect_ratio_presets,
 )
-from sd35.space_client import Preview
+from sd35.space_client import Preview, Result
 from sd35.studio import (
     Saved,
     Studio,
@@ -389,13 +390,30 @@ def build_ui(studio: Studio) -> gr.Blocks:
                 for index, job in enumerate(jobs, start=1):
                     async for event in studio.run(job, user):
                         if isinstance(event, Saved):
+                            gallery_page = await asyncio.to_thread(
+                                load_page, search_text, only_starred, 0, request
+                            )
+                            prompts = await asyncio.to_thread(
+                                studio.store.prompt_history, limit=30, user=user
+                            )
                             yield (
                                 str(event.image.path),
                                 "✅ Done" if index == len(jobs) else f"✅ Image {index} done",
                                 result_line(event),
-                                *load_page(search_text, only_starred, 0, request),
+                                *gallery_page,
                                 event.result.seed,
-                                gr.update(choices=studio.store.prompt_history(limit=30, user=user)),
+                                gr.update(choices=prompts),
+                            )
+                        elif isinstance(event, Result):  # shown at once; saving follows
+                            yield (
+                                str(event.path),
+                                "💾 Saving…",
+                                skip,
+                                skip,
+                                skip,
+                                skip,
+                                skip,
+                                skip,
                             )
                         elif isinstance(event, Preview):
                             yield (str(event.path), skip, skip, skip, skip, skip, skip, skip)
