@@ -37,10 +37,10 @@ class ServerOptions:
     concurrency: int = 8
     max_queue: int = 64
     timeout: float = 900.0
-    #: Sessions whose page state Gradio keeps in memory (each costs a copy of the page's
-    #: config, some 300 KB); the oldest are forgotten first. Gradio's default, 10,000, lets
-    #: memory grow by gigabytes under API load.
-    session_capacity: int = 200
+    #: Sessions whose page state Gradio keeps in memory (each holds a copy of the page's
+    #: config, about 0.7 MB here); the oldest are forgotten first. Gradio's default, 10,000,
+    #: lets memory grow by gigabytes under API load (measured: bench/load.py).
+    session_capacity: int = 100
     #: Serve the OpenAI Images and AUTOMATIC1111 APIs beside the page (``sd35.api``).
     api: bool = False
     api_key: str | None = None
