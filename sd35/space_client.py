@@ -30,7 +30,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -382,13 +382,23 @@ class _JobState:
     previews: int = 0
     last_progress: tuple[int, int] | None = None
     cancel_sent: bool = False
+    cancelled_at: float | None = None
+    #: Seconds to wait before submitting again (a transient failure), else None.
+    retry_in: float | None = None
     finished: bool = False
-    pending: list[Event] = field(default_factory=list)
+
+
+#: After a cancel, how long the iterator waits for the Space to confirm before it gives up.
+CANCEL_GRACE = 5.0
 
 
 class Generation:
     """One run of ``/infer``: iterate it (``for`` or ``async for``) for events; ``cancel()``
-    stops the remote job. Leaving the loop early cancels too. Iterate it once."""
+    stops the remote job. Leaving the loop early cancels too. Iterate it once.
+
+    Nothing here blocks an event loop: in ``async for`` the connection and submission run in
+    a worker thread, and cancel requests are sent from a background thread.
+    """
 
     def __init__(self, client: SpaceClient, request: GenerationRequest) -> None:
         self._space = client
@@ -402,9 +412,12 @@ class Generation:
         return self._cancel_requested.is_set()
 
     def cancel(self) -> None:
-        """Ask the Space to stop this job; the iterator then ends without a result."""
-        self._cancel_requested.set()
-        self._send_cancel()
+        """Ask the Space to stop this job (returns at once); the iterator then ends without
+        a result."""
+        if not self._cancel_requested.is_set():
+            self._cancel_requested.set()
+            self._state.cancelled_at = time.monotonic()
+            self._abandon(release=False)
 
     # -- iteration ------------------------------------------------------------------------------
 
@@ -417,6 +430,8 @@ class Generation:
                 if self._state.finished:
                     return
                 time.sleep(wait)
+                if self._state.retry_in is not None:
+                    self._submit()
         finally:
             self._finish()
 
@@ -430,6 +445,8 @@ class Generation:
                 if self._state.finished:
                     return
                 await asyncio.sleep(wait)
+                if self._state.retry_in is not None:
+                    await asyncio.to_thread(self._submit)
         finally:
             self._finish()
 
@@ -449,7 +466,9 @@ class Generation:
         self._submit()
 
     def _submit(self) -> None:
+        """Connect (or reuse an idle connection) and submit; may block: call off the loop."""
         state = self._state
+        state.retry_in = None
         if self.cancelled:
             state.finished = True
             return
@@ -462,11 +481,12 @@ class Generation:
             except Exception as exc:  # gradio_client checks arguments before sending
                 state.finished = True
                 raise map_job_error(exc, self._space.settings) from None
-        if self.cancelled:  # cancel() came while we were submitting
-            self._send_cancel()
+        if self.cancelled:  # cancel() came while we were connecting: nobody else will send it
+            self._abandon(release=state.finished)
 
     def _poll(self) -> tuple[list[Event], float]:
-        """Drain what arrived; return the events and how long to wait before the next poll."""
+        """Drain what arrived; return the events and how long to wait before the next poll.
+        Never blocks."""
         state = self._state
         if state.finished or state.job is None:
             state.finished = True
@@ -475,22 +495,22 @@ class Generation:
         done = job.done()  # read before draining so no update that precedes "done" is missed
         events = _latest_only([e for update in _drain(job) for e in self._translate(update)])
         if self.cancelled:
-            self._send_cancel()
-            if done or time.monotonic() > state.deadline:
+            gave_up = time.monotonic() > (state.cancelled_at or 0.0) + CANCEL_GRACE
+            if done or gave_up or time.monotonic() > state.deadline:
                 state.finished = True
             return [], POLL_INTERVAL
         if done:
             outcome = self._outcome(job)
             if outcome == "retry":
                 self._release(reusable=False)
-                time.sleep(min(0.5 * 2 ** (state.attempts - 1), 8.0))
-                self._submit()
-                return events, 0.0
+                state.retry_in = min(0.5 * 2 ** (state.attempts - 1), 8.0)
+                return events, state.retry_in
             events.append(outcome)
             state.finished = True
             return events, 0.0
         if time.monotonic() > state.deadline:
-            self._send_cancel()
+            self._cancel_requested.set()
+            self._abandon(release=False)
             state.finished = True
             raise SpaceTimeoutError(
                 f"No image after {self._space.timeout:.0f} s (queue included); the job was "
@@ -552,6 +572,17 @@ class Generation:
             request=self.request,
         )
 
+    def _abandon(self, *, release: bool) -> None:
+        """Send the cancel from a background thread (it may wait for the job's id and then
+        makes a network call), and optionally give the connection up afterwards."""
+
+        def work() -> None:
+            self._send_cancel()
+            if release:
+                self._release(reusable=False)
+
+        threading.Thread(target=work, name="sd35-cancel", daemon=True).start()
+
     def _send_cancel(self) -> None:
         """POST /cancel for our job through our own settings (proxy included), once."""
         with self._lock:
@@ -559,11 +590,15 @@ class Generation:
             client, job = state.client, state.job
             if client is None or job is None or state.cancel_sent:
                 return
-            event_id = getattr(job.communicator, "event_id", None)
-            if event_id is None and not job.done():
-                return  # not accepted yet; _poll sends it once the id is known
             state.cancel_sent = True
-            fn_index = client._infer_fn_index(self._space.api_name, None)
+        # The job's id is set just after the Space accepts it; updates can arrive first.
+        deadline = time.monotonic() + 2.0
+        while getattr(job.communicator, "event_id", None) is None and not job.done():
+            if time.monotonic() > deadline:
+                return  # never accepted: there is nothing to cancel on the Space
+            time.sleep(POLL_INTERVAL)
+        event_id = getattr(job.communicator, "event_id", None)
+        fn_index = client._infer_fn_index(self._space.api_name, None)
         settings = self._space.settings
         with contextlib.suppress(httpx.HTTPError):
             httpx.post(
@@ -585,20 +620,17 @@ class Generation:
             self._space._pool.release(client, reusable=reusable)
 
     def _finish(self) -> None:
-        """Runs when iteration ends for any reason: a job still running is cancelled."""
+        """Runs when iteration ends for any reason: a job still running (or still being
+        submitted) is cancelled, and its connection given up once the cancel is sent."""
         state = self._state
         job = state.job
-        if job is not None and not job.done():
-            self._cancel_requested.set()
-            # The job's id is set just after the Space accepts it; updates can come first.
-            deadline = time.monotonic() + 2.0
-            while getattr(job.communicator, "event_id", None) is None and not job.done():
-                if time.monotonic() > deadline:
-                    break
-                time.sleep(POLL_INTERVAL)
-            self._send_cancel()
-        if state.client is not None:
-            self._release(reusable=not self.cancelled and job is not None and job.done())
+        running = job is not None and not job.done()
+        if not state.finished or running:
+            self._cancel_requested.set()  # a submission still in flight will see this
+        if running:
+            self._abandon(release=True)
+        elif state.client is not None:
+            self._release(reusable=not self.cancelled and job is not None)
         state.finished = True
 
 

@@ -68,9 +68,12 @@ def studio(preview_space, tmp_path) -> Iterator[RunningStudio]:
     running.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
-    """Headless Debian Chromium (skipped where it is missing, except when required)."""
+    """Headless Debian Chromium (skipped where it is missing, except when required).
+
+    Module-scoped on purpose: Playwright's sync API keeps an event loop running in the main
+    thread while it is open, which would break later tests that call ``asyncio.run``."""
     if not chromium_available():
         if os.environ.get("SD35_REQUIRE_BROWSER"):
             pytest.fail("Chromium is required here but /usr/bin/chromium is missing")

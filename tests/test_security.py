@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import urllib.parse
 from pathlib import Path
 
@@ -57,16 +59,20 @@ def test_login_guards_the_api_and_the_file_routes(preview_space, tmp_path) -> No
 def served(preview_space, tmp_path):
     """A studio whose output folder is outside the working and temp folders (so it is an
     allowed path), with a secret file and an escaping symlink next to it."""
-    outside = Path(os.environ.get("SD35_TEST_OUTSIDE", Path.home() / ".cache" / "sd35-tests"))
-    outputs = outside / tmp_path.name
-    outputs.mkdir(parents=True, exist_ok=True)
-    secret = outside / f"{tmp_path.name}-secret.txt"
+    home = Path(os.environ.get("SD35_TEST_OUTSIDE", Path.home() / ".cache" / "sd35-tests"))
+    home.mkdir(parents=True, exist_ok=True)
+    outside = Path(tempfile.mkdtemp(dir=home))
+    outputs = outside / "outputs"
+    outputs.mkdir()
+    secret = outside / "secret.txt"
     secret.write_text("not for the browser")
     (outputs / "escape.txt").symlink_to(secret)
     running = launch_studio(preview_space.url, outputs)
-    yield running, outputs, secret
-    running.close()
-    secret.unlink()
+    try:
+        yield running, outputs, secret
+    finally:
+        running.close()
+        shutil.rmtree(outside, ignore_errors=True)
 
 
 def test_path_tricks_are_refused(served) -> None:
