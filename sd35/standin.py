@@ -48,6 +48,8 @@ import gradio as gr
 import tqdm
 from PIL import Image, ImageDraw, ImageFont
 
+from sd35.params import INPUT_ORDER
+
 __all__ = [
     "CRASH_MESSAGE",
     "ERROR_MESSAGE",
@@ -286,6 +288,11 @@ def _preview_steps(steps: int, every: int) -> set[int]:
     return set(range(every, steps, every)) or {max(1, steps // 2)}
 
 
+def _inputs(arguments: dict[str, Any]) -> dict[str, Any]:
+    """The eight API inputs out of ``infer``'s arguments (``locals()``), in the Space's order."""
+    return {name: arguments[name] for name in INPUT_ORDER}
+
+
 def build_standin(
     config: StandinConfig,
     stop_event: threading.Event | None = None,
@@ -365,16 +372,7 @@ def build_standin(
         """Generate an image (stand-in: returns once, like the official Space)."""
         # `request` is filled in by Gradio from the type hint and `progress` from its default;
         # neither is an API input (view_api still lists exactly the 8 above).
-        inputs = {
-            "prompt": prompt,
-            "negative_prompt": negative_prompt,
-            "seed": seed,
-            "randomize_seed": randomize_seed,
-            "width": width,
-            "height": height,
-            "guidance_scale": guidance_scale,
-            "num_inference_steps": num_inference_steps,
-        }
+        inputs = _inputs(locals())
         try:
             fault, seed_used, steps = _begin(request, inputs)
             strike_at = max(1, steps // 2) if fault in _MIDWAY_FAULTS else None
@@ -411,16 +409,7 @@ def build_standin(
         progress: gr.Progress = gr.Progress(track_tqdm=True),  # noqa: B008 (Gradio's idiom)
     ) -> Iterator[tuple[str | None, int]]:
         """Generate an image, yielding preview frames before the final one (stand-in)."""
-        inputs = {
-            "prompt": prompt,
-            "negative_prompt": negative_prompt,
-            "seed": seed,
-            "randomize_seed": randomize_seed,
-            "width": width,
-            "height": height,
-            "guidance_scale": guidance_scale,
-            "num_inference_steps": num_inference_steps,
-        }
+        inputs = _inputs(locals())
         try:
             fault, seed_used, steps = _begin(request, inputs)
             strike_at = max(1, steps // 2) if fault in _MIDWAY_FAULTS else None
