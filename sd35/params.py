@@ -204,6 +204,14 @@ def _number(name: str, value: Any, bounds: NumberRange, *, integral: bool) -> in
     return int(value) if integral else round(float(value), 6)
 
 
+def batch_requests(request: GenerationRequest, count: int) -> list[GenerationRequest]:
+    """``count`` requests for a batch: a random seed each, or consecutive seeds from a fixed one
+    (wrapping past ``MAX_SEED``)."""
+    if request.randomize_seed:
+        return [request] * count
+    return [replace(request, seed=(request.seed + i) % (MAX_SEED + 1)) for i in range(count)]
+
+
 # --- aspect ratios -----------------------------------------------------------------------------
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from sd35.params import (
     GenerationRequest,
     SpaceSchema,
     aspect_ratio_presets,
+    batch_requests,
 )
 from sd35.space_client import Preview, Result
 from sd35.studio import (
@@ -124,13 +124,6 @@ def _whole(value: float | None, default: int) -> int:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return default
     return int(value) if float(value).is_integer() else value  # type: ignore[return-value]
-
-
-def batch_requests(request: GenerationRequest, count: int) -> list[GenerationRequest]:
-    """N requests for a batch: a random seed each, or consecutive seeds from a fixed one."""
-    if request.randomize_seed:
-        return [request] * count
-    return [replace(request, seed=(request.seed + offset) % (2**31)) for offset in range(count)]
 
 
 def form_values(meta: ImageMetadata) -> list[Any]:

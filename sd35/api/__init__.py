@@ -1,0 +1,90 @@
+"""The studio's APIs for other tools, served beside the page on the same port.
+
+One app, not three: every route validates with ``sd35.params`` against the Space's schema,
+generates through ``Studio.run`` (the same Space client and error hierarchy as the page) and
+leaves its images in the gallery with their metadata, owned by whoever authenticated (the Basic
+user name, ``"api"`` for the Bearer key, or nobody on an open loopback server, so that the local
+page lists them). Errors come in each API's own shape.
+
+The package, one concern a module:
+
+* ``errors``: ``ApiError`` (status, message, code) and the mapping from sd35's errors.
+* ``auth``: ``Credentials`` (Bearer key, HTTP Basic users) and the 401 answer.
+* ``jobs``: the per-studio ``Gate`` bounding generations, ``Job`` progress,
+  ``generate_one``/``generate_many`` through ``Studio.run``.
+* ``parsing``: body parsing shared by the HTTP dialects, and the model names.
+* ``service``: ``ApiService``, the route plumbing (owner lookup, errors shaped per dialect).
+* ``openai``: the OpenAI Images API (``/v1/images/generations``, ``/v1/models``).
+* ``a1111``: the AUTOMATIC1111 API (``/sdapi/v1/txt2img``, ``/progress``, ``/interrupt``, …).
+* ``mcp``: the ``generate_image`` tool on Gradio's MCP server.
+
+This module holds the entry points ``mount_api`` and ``add_mcp_tool``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import gradio as gr
+from fastapi import APIRouter
+
+from sd35.api.a1111 import a1111_router
+from sd35.api.auth import Credentials
+from sd35.api.errors import ApiError, api_error
+from sd35.api.jobs import Gate, gate_for
+from sd35.api.mcp import add_mcp_tool
+from sd35.api.openai import openai_router
+from sd35.api.parsing import MODEL_ALIASES, MODEL_ID, MODELS
+from sd35.api.service import ApiService
+from sd35.studio import Studio
+
+
+def build_router(service: ApiService) -> APIRouter:
+    """Every API route, on a router of its own (``mount_api`` splices its routes in)."""
+    router = APIRouter()
+    router.routes.extend(openai_router(service).routes)
+    router.routes.extend(a1111_router(service).routes)
+    return router
+
+
+def mount_api(
+    page: gr.Blocks,
+    studio: Studio,
+    *,
+    api_key: str | None,
+    api_auth: Sequence[tuple[str, str]],
+) -> None:
+    """Serve the OpenAI and A1111 routes on the running page's FastAPI app (``page.app``).
+
+    Called right after ``page.launch(prevent_thread_lock=True)``: ``launch`` is what creates
+    ``page.app``, and the server is already answering. Routes added to a running Starlette app
+    work: the router reads its route list at each request, and the middleware stack (built at
+    the first request) wraps the router object, not a copy of its list. But Starlette takes
+    the *first* matching route, and ``app.add_api_route`` would append ours after all of
+    Gradio's, including its mounts (the MCP server's ``/gradio_api/mcp`` sub-app takes every
+    path below it) and ``{path:path}`` routes. In Gradio 6.31 none of them matches ``/v1/…``
+    or ``/sdapi/v1/…``, but a catch-all added by a later Gradio (or a root mount when the app
+    is embedded) would silently shadow ours; so they are spliced in at the *front*, in place
+    (one list operation under the GIL, safe while requests are being served).
+    """
+    credentials = Credentials(api_key or None, tuple(api_auth or ()))
+    service = ApiService(studio, credentials)
+    router = build_router(service)
+    app = page.app
+    app.router.routes[:0] = router.routes
+
+
+__all__ = [
+    "MODELS",
+    "MODEL_ALIASES",
+    "MODEL_ID",
+    "ApiError",
+    "ApiService",
+    "Credentials",
+    "Gate",
+    "add_mcp_tool",
+    "api_error",
+    "build_router",
+    "gate_for",
+    "mount_api",
+]

@@ -1,0 +1,83 @@
+"""Request bodies, as both HTTP dialects read them: a size-capped JSON object, whole-number
+counts, optional text, the "-1 means random" seed, and the model names this server answers to.
+Values are only shaped here; ``sd35.params`` validates them against the Space's schema."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+
+from sd35.api.errors import ApiError, invalid
+from sd35.studio import MODEL_NAME
+
+MODEL_ID = MODEL_NAME
+MODEL_ALIASES = ("sd-3.5", "sd-3.5-large")
+MODELS = (MODEL_ID, *MODEL_ALIASES)
+#: A request body larger than this is refused (a prompt is at most a few KiB).
+MAX_BODY_BYTES = 1024 * 1024
+
+
+def _too_large() -> ApiError:
+    return invalid(f"The request body is larger than {MAX_BODY_BYTES} bytes.")
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    """The request's JSON object (empty body: ``{}``); 400 when too large or not an object."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise _too_large()
+    raw = await request.body()
+    if len(raw) > MAX_BODY_BYTES:
+        raise _too_large()
+    try:
+        data = json.loads(raw or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        raise invalid("The request body must be JSON.", code="invalid_json") from None
+    if not isinstance(data, dict):
+        raise invalid("The request body must be a JSON object.", code="invalid_json")
+    return data
+
+
+def count_field(data: dict[str, Any], name: str, default: int, maximum: int) -> int:
+    """``data[name]`` as a whole number from 1 to ``maximum`` (absent or null: ``default``)."""
+    value = data.get(name, default)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+        raise invalid(f"{name} must be a whole number from 1 to {maximum}.", name)
+    if not 1 <= value <= maximum:
+        raise invalid(f"{name} = {value} is out of range (allowed: 1 to {maximum}).", name)
+    return int(value)
+
+
+def optional_text(data: dict[str, Any], name: str) -> Any:
+    """``data[name]`` when it is text or absent; 400 otherwise."""
+    value = data.get(name)
+    if value is not None and not isinstance(value, str):
+        raise invalid(f"{name} must be text.", name)
+    return value
+
+
+def seed_or_random(value: Any) -> int | None:
+    """None for "random" (absent, null or -1), else the value (validated by params)."""
+    if value is None or (
+        isinstance(value, (int, float)) and not isinstance(value, bool) and value == -1
+    ):
+        return None
+    return value
+
+
+def resolve_model(model: Any) -> str:
+    """Our model id for ``model`` (absent: the default); 400 naming the models otherwise."""
+    if model is None or model == "":
+        return MODEL_ID
+    if isinstance(model, str) and model.strip().lower() in MODELS:
+        return MODEL_ID
+    raise invalid(
+        f"Unknown model {model!r}. This server offers {MODEL_ID} (aliases: "
+        f"{', '.join(MODEL_ALIASES)}).",
+        "model",
+        code="model_not_found",
+    )
