@@ -426,11 +426,13 @@ def build_ui(studio: Studio) -> gr.Blocks:
             concurrency_limit=studio.concurrency,
             concurrency_id="generate",
         )
+        # The message follows the cancel, so a last progress line cannot overwrite it.
         stop.click(
+            None, None, None, cancels=[run_event], queue=False, api_visibility="private"
+        ).then(
             lambda: "⏹ Stopped. The remote job was cancelled.",
             None,
             run_status,
-            cancels=[run_event],
             queue=False,
             api_visibility="private",
         )
