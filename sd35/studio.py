@@ -8,11 +8,13 @@ of the Space is refreshed in a background thread so the page never waits on the 
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
@@ -216,3 +218,61 @@ def caption(image: StoredImage, *, width: int = 48) -> str:
     meta = image.meta
     prompt = meta.prompt if len(meta.prompt) <= width else meta.prompt[: width - 1] + "…"
     return f"{prompt} · seed {meta.seed} · {meta.width}×{meta.height}"
+
+
+# --- the form (plain functions, tested without a browser) ------------------------------------
+
+
+def request_from_form(
+    prompt: str,
+    negative_prompt: str,
+    width: float,
+    height: float,
+    guidance_scale: float,
+    steps: float,
+    seed: float | None,
+    randomize_seed: bool,
+    schema: SpaceSchema,
+) -> GenerationRequest:
+    """A validated request from the form's raw values (sliders hand over floats)."""
+    request = GenerationRequest(
+        prompt=prompt or "",
+        negative_prompt=negative_prompt or "",
+        seed=_whole(seed, 0),
+        randomize_seed=bool(randomize_seed),
+        width=_whole(width, 1024),
+        height=_whole(height, 1024),
+        guidance_scale=float(guidance_scale),
+        num_inference_steps=_whole(steps, 40),
+    )
+    return request.validate(schema)
+
+
+def _whole(value: float | None, default: int) -> int:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return default
+    return int(value) if float(value).is_integer() else value  # type: ignore[return-value]
+
+
+def form_values(meta: ImageMetadata) -> list[Any]:
+    """Values for (prompt, negative, width, height, guidance, steps, seed, randomize)."""
+    return [
+        meta.prompt,
+        meta.negative_prompt,
+        meta.width,
+        meta.height,
+        meta.guidance_scale,
+        meta.num_inference_steps,
+        meta.seed,
+        False,
+    ]
+
+
+def details_markdown(meta: ImageMetadata) -> str:
+    """All parameters of an image, for the panel beside the large view."""
+    negative = meta.negative_prompt or "—"
+    return (
+        f"**Prompt:** {meta.prompt}\n\n**Negative prompt:** {negative}\n\n"
+        f"Seed {meta.seed} · {meta.width}×{meta.height} · {meta.num_inference_steps} steps · "
+        f"CFG {meta.guidance_scale:g} · {meta.model}\n\nFrom `{meta.space}` at {meta.created_at}"
+    )

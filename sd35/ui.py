@@ -18,8 +18,6 @@ from sd35.errors import SD35Error
 from sd35.metadata import ImageMetadata, read_metadata, to_a1111
 from sd35.params import (
     MAX_PROMPT_CHARS,
-    GenerationRequest,
-    SpaceSchema,
     aspect_ratio_presets,
     batch_requests,
 )
@@ -28,8 +26,11 @@ from sd35.studio import (
     Saved,
     Studio,
     caption,
+    details_markdown,
     error_line,
+    form_values,
     progress_line,
+    request_from_form,
     result_line,
     status_line,
     thumbnail_for,
@@ -93,61 +94,6 @@ CSS = """
 
 def _user(request: gr.Request | None) -> str | None:
     return getattr(request, "username", None) if request is not None else None
-
-
-def request_from_form(
-    prompt: str,
-    negative_prompt: str,
-    width: float,
-    height: float,
-    guidance_scale: float,
-    steps: float,
-    seed: float | None,
-    randomize_seed: bool,
-    schema: SpaceSchema,
-) -> GenerationRequest:
-    """A validated request from the form's raw values (sliders hand over floats)."""
-    request = GenerationRequest(
-        prompt=prompt or "",
-        negative_prompt=negative_prompt or "",
-        seed=_whole(seed, 0),
-        randomize_seed=bool(randomize_seed),
-        width=_whole(width, 1024),
-        height=_whole(height, 1024),
-        guidance_scale=float(guidance_scale),
-        num_inference_steps=_whole(steps, 40),
-    )
-    return request.validate(schema)
-
-
-def _whole(value: float | None, default: int) -> int:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return default
-    return int(value) if float(value).is_integer() else value  # type: ignore[return-value]
-
-
-def form_values(meta: ImageMetadata) -> list[Any]:
-    """Values for (prompt, negative, width, height, guidance, steps, seed, randomize)."""
-    return [
-        meta.prompt,
-        meta.negative_prompt,
-        meta.width,
-        meta.height,
-        meta.guidance_scale,
-        meta.num_inference_steps,
-        meta.seed,
-        False,
-    ]
-
-
-def details_markdown(meta: ImageMetadata) -> str:
-    """All parameters of an image, for the panel beside the large view."""
-    negative = meta.negative_prompt or "—"
-    return (
-        f"**Prompt:** {meta.prompt}\n\n**Negative prompt:** {negative}\n\n"
-        f"Seed {meta.seed} · {meta.width}×{meta.height} · {meta.num_inference_steps} steps · "
-        f"CFG {meta.guidance_scale:g} · {meta.model}\n\nFrom `{meta.space}` at {meta.created_at}"
-    )
 
 
 def build_ui(studio: Studio) -> gr.Blocks:
