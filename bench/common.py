@@ -52,19 +52,8 @@ def go_offline() -> None:
         sys.path.insert(0, str(ROOT))
 
 
-CHROMIUM = os.environ.get("SD35_CHROMIUM", "/usr/bin/chromium")
-#: As the browser tests start Debian's Chromium: headless, nothing phoning home.
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-]
+# The browser tests' Chromium and flags (Debian's, headless, nothing phoning home).
+from tests.browser import CHROMIUM  # noqa: E402
 
 _STARTED = time.monotonic()
 

@@ -49,6 +49,9 @@ go_offline()
 import httpx  # noqa: E402
 from gradio_client import Client  # noqa: E402
 
+from sd35.params import GenerationRequest  # noqa: E402
+from sd35.ui import generate_inputs  # noqa: E402
+
 SIZES = (1, 4, 8)
 SIZE = 512
 STEPS = 20
@@ -56,7 +59,11 @@ STEPS = 20
 
 def one_round(clients: list[Client], count: int) -> tuple[float, list[float], list[str]]:
     """``count`` sessions submit at once; returns the total, each job's time, and failures."""
-    args = ("a concurrency benchmark", "", SIZE, SIZE, 4.5, STEPS, 0, True, 1, "", False)
+    args = generate_inputs(
+        GenerationRequest(
+            "a concurrency benchmark", width=SIZE, height=SIZE, num_inference_steps=STEPS
+        )
+    )
     finished: list[float] = []
     began = time.time()
     jobs = [client.submit(*args, api_name="/generate") for client in clients[:count]]

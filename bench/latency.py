@@ -53,8 +53,6 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     Budget,
     Section,
     Table,
@@ -77,9 +75,11 @@ from gradio_client import Client  # noqa: E402
 
 from bench.servers import StandinOptions, start_app, start_standin  # noqa: E402
 from bench.standin_probe import read_emissions  # noqa: E402
-from sd35.params import build_request  # noqa: E402
+from sd35.params import GenerationRequest, build_request  # noqa: E402
 from sd35.provider import ImagePreview, ImageResponse, StabilityAI_SD35Large  # noqa: E402
 from sd35.space_client import Preview, Result, SpaceClient  # noqa: E402
+from sd35.ui import generate_inputs  # noqa: E402
+from tests.browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 
 PROMPT = "a lighthouse at dusk, benchmark"
 PATHS = ["bare", "sse", "space_client", "provider", "app_api", "page"]
@@ -337,7 +337,9 @@ class Consumers:
     # 5 -------------------------------------------------------------------------------------
     def run_app_api(self, run: Run) -> None:
         size, steps = self.settings.size, self.settings.steps
-        args = (PROMPT, "", size, size, 4.5, steps, 0, True, 1, "", False)
+        args = generate_inputs(
+            GenerationRequest(PROMPT, width=size, height=size, num_inference_steps=steps)
+        )
         job = self.api.submit(*args, api_name="/generate")
         self._follow_job(job, run)
 

@@ -26,9 +26,13 @@ import httpx  # noqa: E402
 from gradio_client import Client  # noqa: E402
 from gradio_client.utils import QueueError  # noqa: E402
 
+from sd35.params import GenerationRequest  # noqa: E402
 from sd35.standin import StandinConfig, StandinServer  # noqa: E402
+from sd35.ui import generate_inputs  # noqa: E402
 
-ARGS = ("a load test", "", 512, 512, 4.5, 6, 0, True, 1, "", False)
+ARGS = generate_inputs(
+    GenerationRequest("a load test", width=512, height=512, num_inference_steps=6)
+)
 
 
 @dataclass

@@ -22,9 +22,11 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import os
 import re
 import socket
+import ssl
 import tempfile
 import threading
 import time
@@ -145,6 +147,13 @@ def space_id_for(space: str) -> str | None:
     if space_url(space) == space_url(DEFAULT_SPACE):
         return DEFAULT_SPACE
     return None
+
+
+@functools.cache
+def shared_ssl_context() -> ssl.SSLContext:
+    """One TLS context for every request: gradio_client would otherwise build a new one (and
+    load the CA bundle, ~30 ms of CPU) for each request and each file it downloads."""
+    return httpx.create_ssl_context()
 
 
 def _is_hf_space_host(url: str) -> bool:
@@ -273,7 +282,7 @@ class SpaceClient:
         """A quick, cheap look: does the Space answer, and how long is its queue?"""
         settings = self.settings
         try:
-            with httpx.Client(**settings.httpx_kwargs()) as http:
+            with httpx.Client(verify=shared_ssl_context(), **settings.httpx_kwargs()) as http:
                 response = http.get(
                     urllib.parse.urljoin(settings.url, "gradio_api/queue/status"),
                     headers=settings.headers(),
@@ -339,6 +348,7 @@ class _ClientPool:
                 httpx_kwargs=settings.httpx_kwargs(),
                 download_files=str(settings.download_dir),
                 analytics_enabled=False,
+                ssl_verify=shared_ssl_context(),  # type: ignore[arg-type]  # httpx takes it
             )
         except Exception as exc:
             raise diagnose(exc, settings) from None
@@ -610,6 +620,7 @@ class Generation:
                 },
                 headers={**client.headers},
                 cookies=client.cookies,
+                verify=shared_ssl_context(),
                 **settings.httpx_kwargs(),
             )
 

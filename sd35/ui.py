@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -18,10 +19,11 @@ from sd35.errors import SD35Error
 from sd35.metadata import ImageMetadata, read_metadata, to_a1111
 from sd35.params import (
     MAX_PROMPT_CHARS,
+    GenerationRequest,
     aspect_ratio_presets,
     batch_requests,
 )
-from sd35.space_client import Preview, Result
+from sd35.space_client import Preview, Progress, Result
 from sd35.studio import (
     Saved,
     Studio,
@@ -37,6 +39,8 @@ from sd35.studio import (
 )
 
 MAX_BATCH = 8
+#: Seconds between two step-progress updates sent to the page.
+PROGRESS_INTERVAL = 0.1
 PAGE_SIZE = 24
 EXAMPLES = [
     "A capybara wearing a suit holding a sign that reads Hello World",
@@ -96,6 +100,51 @@ def _user(request: gr.Request | None) -> str | None:
     return getattr(request, "username", None) if request is not None else None
 
 
+def generate_inputs(request: GenerationRequest, batch: int = 1) -> tuple[Any, ...]:
+    """The inputs of the page's ``/generate`` endpoint for ``request``, in order: what a
+    ``gradio_client`` caller passes to ``predict(..., api_name="/generate")``. It answers
+    ``(image, status, info)``."""
+    return (
+        request.prompt,
+        request.negative_prompt,
+        request.width,
+        request.height,
+        request.guidance_scale,
+        request.num_inference_steps,
+        request.seed,
+        request.randomize_seed,
+        batch,
+    )
+
+
+class _RunView:
+    """What the page shows for one run, sent whole with every update (see ``run``); step
+    progress is sent at most every ``PROGRESS_INTERVAL`` seconds."""
+
+    def __init__(self) -> None:
+        self.image: Any = gr.skip()  # the last image stays until the first frame arrives
+        self.status = ""
+        self.info = ""
+        self.seed: Any = gr.skip()
+        self.saved: Any = gr.skip()
+        self._progress_at = 0.0
+
+    def due(self, event: object) -> bool:
+        """False for step progress that comes too soon after the last one shown."""
+        if not isinstance(event, Progress):
+            return True
+        now = time.monotonic()
+        if now - self._progress_at < PROGRESS_INTERVAL:
+            return False
+        self._progress_at = now
+        return True
+
+    def show(self, **changes: Any) -> tuple[Any, ...]:
+        for name, value in changes.items():
+            setattr(self, name, value)
+        return self.image, self.status, self.info, self.seed, self.saved
+
+
 def build_ui(studio: Studio) -> gr.Blocks:
     """The whole page, wired to ``studio``."""
     schema = studio.schema()
@@ -114,6 +163,7 @@ def build_ui(studio: Studio) -> gr.Blocks:
             elem_id="space-status",
         )
         last_seed = gr.State(None)
+        last_saved = gr.State(None)  # id of the newest stored image: refreshes the gallery
         page_ids = gr.State([])
         page_number = gr.State(0)
         selected_id = gr.State(None)
@@ -306,13 +356,16 @@ def build_ui(studio: Studio) -> gr.Blocks:
             seed_value: float | None,
             randomize_value: bool,
             batch_value: float,
-            search_text: str,
-            only_starred: bool,
             request: gr.Request,
         ) -> AsyncIterator[tuple[Any, ...]]:
-            """Generate ``batch`` images, streaming progress and previews into the page."""
+            """Generate ``batch`` images, streaming progress and previews into the page.
+
+            Every update carries the current image and texts rather than ``gr.skip()``:
+            Gradio rebuilds a skipped component's schema on every update, which cost more
+            than the whole stream. The gallery is refreshed by ``last_saved`` listeners.
+            """
             user = _user(request)
-            skip = gr.skip()
+            view = _RunView()
             try:
                 base = request_from_form(
                     prompt_text,
@@ -329,48 +382,50 @@ def build_ui(studio: Studio) -> gr.Blocks:
                 for index, job in enumerate(jobs, start=1):
                     async for event in studio.run(job, user):
                         if isinstance(event, Saved):
-                            gallery_page = await asyncio.to_thread(
-                                load_page, search_text, only_starred, 0, request
-                            )
-                            prompts = await asyncio.to_thread(
-                                studio.store.prompt_history, limit=30, user=user
-                            )
-                            yield (
-                                str(event.image.path),
-                                "✅ Done" if index == len(jobs) else f"✅ Image {index} done",
-                                result_line(event),
-                                *gallery_page,
-                                event.result.seed,
-                                gr.update(choices=prompts),
+                            done = "✅ Done" if index == len(jobs) else f"✅ Image {index} done"
+                            yield view.show(
+                                image=str(event.image.path),
+                                status=done,
+                                info=result_line(event),
+                                seed=event.result.seed,
+                                saved=event.image.id,
                             )
                         elif isinstance(event, Result):  # shown at once; saving follows
-                            yield (
-                                str(event.path),
-                                "💾 Saving…",
-                                skip,
-                                skip,
-                                skip,
-                                skip,
-                                skip,
-                                skip,
-                            )
+                            yield view.show(image=str(event.path), status="💾 Saving…")
                         elif isinstance(event, Preview):
-                            yield (str(event.path), skip, skip, skip, skip, skip, skip, skip)
-                        else:
+                            yield view.show(image=str(event.path))
+                        elif view.due(event):
                             line = progress_line(event, image_index=index, batch=len(jobs))
-                            yield (skip, line, skip, skip, skip, skip, skip, skip)
+                            yield view.show(status=line)
             except SD35Error as error:
-                yield (skip, error_line(error), skip, skip, skip, skip, skip, skip)
+                yield view.show(status=error_line(error))
                 raise gr.Error(error.message, title=error.title, print_exception=False) from None
 
         run_event = generate.click(
             run,
-            [*form, batch, search, starred_only],
-            [output, run_status, result_info, *gallery_outputs, last_seed, history],
+            [*form, batch],
+            [output, run_status, result_info, last_seed, last_saved],
             api_name="generate",
             show_progress="hidden",
             concurrency_limit=studio.concurrency,
             concurrency_id="generate",
+        )
+
+        async def after_save(search_text: str, only_starred: bool, request: gr.Request):
+            items, ids, label = await asyncio.to_thread(
+                load_page, search_text, only_starred, 0, request
+            )
+            prompts = await asyncio.to_thread(
+                studio.store.prompt_history, limit=30, user=_user(request)
+            )
+            return items, ids, label, 0, gr.update(choices=prompts)
+
+        last_saved.change(
+            after_save,
+            [search, starred_only],
+            [*gallery_outputs, page_number, history],
+            show_progress="hidden",
+            api_visibility="private",
         )
         # The message follows the cancel, so a last progress line cannot overwrite it.
         stop.click(

@@ -5,7 +5,9 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
+from sd35.params import GenerationRequest
 from sd35.server import RunningStudio, ServerOptions, start
+from sd35.ui import generate_inputs
 
 
 def free_port() -> int:
@@ -19,8 +21,12 @@ def launch_studio(space_url: str, output_dir: Path, **options) -> RunningStudio:
 
 
 def generate_args(prompt: str, *, steps: int = 8, seed: int = 0, randomize: bool = True):
-    # prompt, negative, width, height, guidance, steps, seed, randomize, batch, search, starred
-    return (prompt, "", 512, 512, 4.5, steps, seed, randomize, 1, "", False)
+    """Inputs for the page's /generate: a small 512x512 request."""
+    request = GenerationRequest(
+        prompt, seed=seed, randomize_seed=randomize, width=512, height=512,
+        num_inference_steps=steps,
+    )  # fmt: skip
+    return generate_inputs(request)
 
 
 def open_page(browser, url: str):

@@ -12,29 +12,36 @@ from sd35.metadata import ImageMetadata, write_png
 from tests.studio_support import generate_args, launch_studio, open_page
 
 
-def gallery_captions(output) -> list[str]:
-    """Captions of the gallery value in a /generate result."""
-    gallery = output[3]
-    return [item.get("caption") or "" for item in gallery]
-
-
-def test_each_authenticated_user_sees_only_their_own_images(preview_space, tmp_path) -> None:
-    running = launch_studio(
-        preview_space.url, tmp_path / "outputs", auth=[("alice", "wonder-1"), ("bob", "builder-2")]
-    )
+@pytest.mark.browser
+def test_each_authenticated_user_sees_only_their_own_images(
+    browser, preview_space, tmp_path
+) -> None:
+    users = [("alice", "wonder-1"), ("bob", "builder-2")]
+    running = launch_studio(preview_space.url, tmp_path / "outputs", auth=users)
     try:
-        alice = Client(running.url, auth=("alice", "wonder-1"), verbose=False)
-        bob = Client(running.url, auth=("bob", "builder-2"), verbose=False)
-        alice_out = alice.predict(*generate_args("alice's teapot"), api_name="/generate")
-        bob_out = bob.predict(*generate_args("bob's bicycle"), api_name="/generate")
-        assert [c.split(" · ")[0] for c in gallery_captions(alice_out)] == ["alice's teapot"]
-        assert [c.split(" · ")[0] for c in gallery_captions(bob_out)] == ["bob's bicycle"]
+        prompts = ("alice's teapot", "bob's bicycle")
+        for (user, password), prompt in zip(users, prompts, strict=True):
+            client = Client(running.url, auth=(user, password), verbose=False)
+            client.predict(*generate_args(prompt), api_name="/generate")
         store = running.studio.store
-        assert store.count(user="alice") == 1 and store.count(user="bob") == 1
-        bobs = store.list(user="bob").items[0]
-        assert store.get(bobs.id, user="alice") is None
+        assert [i.meta.prompt for i in store.list(user="alice").items] == ["alice's teapot"]
+        assert [i.meta.prompt for i in store.list(user="bob").items] == ["bob's bicycle"]
+        assert store.get(store.list(user="bob").items[0].id, user="alice") is None
         with pytest.raises(ValueError):
             Client(running.url, auth=("alice", "wrong"), verbose=False)
+        # Bob logs in to the page: his history holds his image only.
+        page = browser.new_page()
+        page.goto(running.url)
+        page.get_by_label("username").fill("bob")
+        page.get_by_label("password").fill("builder-2")
+        page.get_by_role("button", name="Login").click()
+        page.wait_for_function(
+            "() => document.querySelector('#gallery') &&"
+            " document.querySelector('#gallery').innerText.includes('bicycle')",
+            timeout=20000,
+        )
+        assert "teapot" not in page.locator("#gallery").inner_text()
+        page.close()
     finally:
         running.close()
 
