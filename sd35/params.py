@@ -9,6 +9,7 @@ value and the allowed range of the first thing that is wrong.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
@@ -237,6 +238,7 @@ def parse_ratio(ratio: str) -> Fraction:
     return Fraction(left, right)
 
 
+@functools.lru_cache(maxsize=256)  # exact Fraction arithmetic over the grid: ~2 ms a call
 def _best_size(ratio: Fraction, schema: SpaceSchema) -> Size | None:
     """The largest on-grid size within bounds whose ratio is within tolerance, or None."""
     best: Size | None = None
