@@ -53,7 +53,7 @@ def go_offline() -> None:
 
 
 # The browser tests' Chromium and flags (Debian's, headless, nothing phoning home).
-from tests.browser import CHROMIUM  # noqa: E402
+from tests.browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402, F401  (re-exported)
 
 _STARTED = time.monotonic()
 
