@@ -559,7 +559,7 @@ def summarise(settings: Settings, runs: dict[str, list[Run]], info: dict[str, fl
     )
     targets.add(
         "page: each preview visible ≤ 30 ms after the bare client has it (median)",
-        f"+{extra_lag * 1000:.0f} ms",
+        f"{extra_lag * 1000:+.0f} ms",
         verdict(met_lag),
     )
     section.tables.insert(0, targets)
@@ -571,7 +571,7 @@ def summarise(settings: Settings, runs: dict[str, list[Run]], info: dict[str, fl
             section.title,
             "preview visible ≤ 30 ms after bare (median)",
             "≤ +30 ms",
-            f"+{extra_lag * 1000:.0f} ms",
+            f"{extra_lag * 1000:+.0f} ms",
             met_lag,
         ),
     ]
