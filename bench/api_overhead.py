@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,26 +31,10 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 from gradio_client import Client  # noqa: E402
 
+from bench.common import free_port, wait_for_http  # noqa: E402
+
 PROMPT = "an api overhead benchmark"
 SIZE = 512
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_for(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"{url} did not come up")
 
 
 def start_standin(seconds_per_step: float, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
@@ -83,7 +66,7 @@ def start_standin(seconds_per_step: float, env: dict[str, str]) -> tuple[subproc
 
 
 def start_studio(space: str, folder: str, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [
             sys.executable,
@@ -102,7 +85,7 @@ def start_studio(space: str, folder: str, env: dict[str, str]) -> tuple[subproce
         stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}/"
-    _wait_for(url)
+    wait_for_http(url, timeout=60, process=None)
     return process, url
 
 

@@ -22,10 +22,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import httpx  # noqa: E402
 from gradio_client import Client  # noqa: E402
 from gradio_client.utils import QueueError  # noqa: E402
 
+from bench.common import free_port, rss_mib, wait_for_http  # noqa: E402
 from sd35.params import GenerationRequest  # noqa: E402
 from sd35.standin import StandinConfig, StandinServer  # noqa: E402
 from sd35.ui import generate_inputs  # noqa: E402
@@ -49,14 +49,6 @@ class LoadReport:
     @property
     def accounted(self) -> int:
         return self.finished + self.queue_full + len(self.other_errors) + self.hung
-
-
-def rss_mib(pid: int | str = "self") -> float:
-    """Resident memory of a process in MiB (Linux)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def run_load(url: str, *, clients: int, jobs_per_client: int, timeout: float = 120) -> LoadReport:
@@ -123,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     config = StandinConfig(seconds_per_step=0.02, previews=True, concurrency=args.concurrency)
     # The app runs in its own process so that its memory is measured apart from the clients.
     with StandinServer(config) as space, tempfile.TemporaryDirectory() as folder:
-        port = _free_port()
+        port = free_port()
         app = subprocess.Popen(
             [
                 sys.executable,
@@ -145,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         url = f"http://127.0.0.1:{port}/"
         try:
-            _wait_for(url)
+            wait_for_http(url, timeout=60, process=None)
             run_load(url, clients=2, jobs_per_client=1)  # warm up
             before = rss_mib(app.pid)
             rounds: list[float] = []
@@ -172,26 +164,6 @@ def main(argv: list[str] | None = None) -> int:
     for error in report.other_errors[:5]:
         print("error:", error, file=sys.stderr)
     return 0 if report.accounted == report.jobs and not report.hung else 1
-
-
-def _wait_for(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"{url} did not come up")
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 if __name__ == "__main__":

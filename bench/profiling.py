@@ -1,9 +1,9 @@
 """Where the studio app's time goes: a py-spy profile of the app process under a fixed load.
 
     python3 -m pip install py-spy        # once
-    python3 -m bench.profile concurrency # 4 rounds of 8 sessions at once
-    python3 -m bench.profile stream      # 8 jobs one after the other (the page's server work)
-    python3 -m bench.profile stream --all-threads   # CPU of every thread, not only the GIL's
+    python3 -m bench.profiling concurrency # 4 rounds of 8 sessions at once
+    python3 -m bench.profiling stream      # 8 jobs one after the other (the page's server work)
+    python3 -m bench.profiling stream --all-threads   # CPU of every thread, not only the GIL's
 
 The stand-in and the app run as in ``bench.concurrency``; ``py-spy record`` samples the app at
 200 Hz, by default only the thread holding the GIL (``--gil``: in one Python process that is
