@@ -233,10 +233,10 @@ def test_empty_negative_prompt_still_writes_the_line_for_comfyui() -> None:
 
 
 def test_values_with_commas_or_colons_are_json_quoted() -> None:
-    meta = meta_for("x", space="https://user-my-space.hf.space", model='odd, "model"')
+    meta = meta_for("x", space="http://127.0.0.1:7870/", model='odd, "model"')
     text = to_a1111(meta)
     last = text.split("\n")[-1]
-    assert 'Space: "https://user-my-space.hf.space"' in last
+    assert 'Space: "http://127.0.0.1:7870/"' in last
     assert 'Model: "odd, \\"model\\""' in last
     ref = reference_a1111(text)
     assert ref["Space"] == "https://user-my-space.hf.space"
