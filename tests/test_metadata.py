@@ -242,7 +242,7 @@ def test_values_with_commas_or_colons_are_json_quoted() -> None:
     assert ref["Space"] == "http://127.0.0.1:7870/"
     assert ref["Model"] == 'odd, "model"'
     parsed = parse_a1111(text)
-    assert parsed["Space"] == "https://user-my-space.hf.space"
+    assert parsed["Space"] == "http://127.0.0.1:7870/"
     assert parsed["Model"] == 'odd, "model"'
 
 
