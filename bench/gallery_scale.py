@@ -51,6 +51,7 @@ from bench.common import (
     stop_process,
     verdict,
 )
+from sd35.ui import PAGE_SIZE
 
 WORDS = ["cat", "dog", "lighthouse", "forest", "neon", "city", "portrait", "river", "castle", "bot"]
 T = TypeVar("T")
@@ -172,7 +173,7 @@ MILESTONES_JS = """
     }
     if (marks.label && !marks.gallery) {
       const images = [...document.querySelectorAll('#gallery img')];
-      if (images.length >= Math.min(expected, 24)
+      if (images.length >= Math.min(expected, __PAGE_SIZE__)
           && images.every((img) => img.complete && img.naturalWidth > 0)) {
         marks.gallery = now;
       }
@@ -182,7 +183,7 @@ MILESTONES_JS = """
                                                   attributes: true, characterData: true});
   document.addEventListener('load', check, true);  // an <img> finished loading
 })();
-"""
+""".replace("__PAGE_SIZE__", str(PAGE_SIZE))
 
 
 def measure_app(folder: Path, count: int, loads: int, browser: Any) -> dict[str, Any]:

@@ -41,7 +41,9 @@ from sd35.studio import (
 MAX_BATCH = 8
 #: Seconds between two step-progress updates sent to the page.
 PROGRESS_INTERVAL = 0.1
-PAGE_SIZE = 24
+#: Thumbnails per gallery page: two rows. Each is a request when the page opens, and the
+#: first page is on the critical path of opening the studio (see BENCHMARKS.md).
+PAGE_SIZE = 12
 EXAMPLES = [
     "A capybara wearing a suit holding a sign that reads Hello World",
     "A serene mountain lake at sunrise, mist over the water, photorealistic",
@@ -308,7 +310,8 @@ def build_ui(studio: Studio) -> gr.Blocks:
                 (str(thumbnail_for(studio.store, item)), caption(item)) for item in result.items
             ]
             pages = max(1, math.ceil(result.total / PAGE_SIZE))
-            label = f"Page {number + 1} of {pages} · {result.total} images"
+            noun = "image" if result.total == 1 else "images"
+            label = f"Page {number + 1} of {pages} · {result.total} {noun}"
             return items, [item.id for item in result.items], label
 
         def on_load(search_text: str, only_starred: bool, request: gr.Request) -> tuple[Any, ...]:

@@ -66,7 +66,7 @@ def test_history_survives_a_restart(browser, preview_space, tmp_path) -> None:
             timeout=20000,
         )
         assert "a harbour before the restart" in page.locator("#gallery").inner_text()
-        assert "1 images" in page.locator("#page-label").inner_text()
+        assert "· 1 image" in page.locator("#page-label").inner_text()
         page.close()
     finally:
         second.close()
@@ -123,7 +123,7 @@ def test_gallery_select_reuse_search_and_delete(browser, studio) -> None:
     page.wait_for_function(
         "() => !document.querySelector('#gallery').innerText.includes('teapot')", timeout=10000
     )
-    assert "1 images" in page.locator("#page-label").inner_text()
+    assert "· 1 image" in page.locator("#page-label").inner_text()
     # Delete asks first, then removes the file and the record.
     gallery.locator("button.thumbnail-item, .thumbnail-item").first.click()
     page.wait_for_function("() => document.body.innerText.includes('Seed 22')", timeout=10000)
