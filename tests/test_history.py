@@ -37,7 +37,7 @@ def test_each_authenticated_user_sees_only_their_own_images(
         page.get_by_role("button", name="Login").click()
         page.wait_for_function(
             "() => document.querySelector('#gallery') &&"
-            " document.querySelector('#gallery').innerText.includes('bicycle')",
+            " document.querySelector('#gallery')?.innerText.includes('bicycle')",
             timeout=20000,
         )
         assert "teapot" not in page.locator("#gallery").inner_text()
@@ -62,7 +62,7 @@ def test_history_survives_a_restart(browser, preview_space, tmp_path) -> None:
     try:
         page = open_page(browser, second.url)
         page.wait_for_function(
-            "() => document.querySelector('#gallery').innerText.includes('seed 4242')",
+            "() => document.querySelector('#gallery')?.innerText.includes('seed 4242')",
             timeout=20000,
         )
         assert "a harbour before the restart" in page.locator("#gallery").inner_text()
@@ -100,7 +100,7 @@ def test_gallery_select_reuse_search_and_delete(browser, studio) -> None:
     page = open_page(browser, studio.url)
     gallery = page.locator("#gallery")
     page.wait_for_function(
-        "() => document.querySelector('#gallery').innerText.includes('seed 22')", timeout=20000
+        "() => document.querySelector('#gallery')?.innerText.includes('seed 22')", timeout=20000
     )
     assert gallery.inner_text().index("seed 22") < gallery.inner_text().index("seed 11")  # newest
     # Select the older image: its parameters appear, and "use these settings" fills the form.
@@ -121,7 +121,7 @@ def test_gallery_select_reuse_search_and_delete(browser, studio) -> None:
     page.locator("#search textarea, #search input").first.fill("bicycle")
     page.locator("#search textarea, #search input").first.press("Enter")
     page.wait_for_function(
-        "() => !document.querySelector('#gallery').innerText.includes('teapot')", timeout=10000
+        "() => !document.querySelector('#gallery')?.innerText.includes('teapot')", timeout=10000
     )
     assert "· 1 image" in page.locator("#page-label").inner_text()
     # Delete asks first, then removes the file and the record.
@@ -131,7 +131,7 @@ def test_gallery_select_reuse_search_and_delete(browser, studio) -> None:
     page.get_by_role("button", name="Delete…").click()
     page.get_by_role("button", name="Yes, delete it").click()
     page.wait_for_function(
-        "() => document.querySelector('#page-label').innerText.includes('0 images')",
+        "() => document.querySelector('#page-label')?.innerText.includes('0 images')",
         timeout=10000,
     )
     assert not stored.path.exists()

@@ -106,7 +106,7 @@ def test_the_token_never_leaves_the_server(browser, preview_space, tmp_path, cap
         page.locator("#prompt textarea").fill("a token-free painting")
         page.locator("#generate-button").click()
         page.wait_for_function(
-            "() => document.querySelector('#run-status').innerText.includes('Done')", timeout=30000
+            "() => document.querySelector('#run-status')?.innerText.includes('Done')", timeout=30000
         )
         # The API, including an error and the info route.
         client = Client(running.url, verbose=False, download_files=str(tmp_path / "dl"))

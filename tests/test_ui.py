@@ -83,18 +83,18 @@ def test_ctrl_enter_streams_progress_previews_and_the_final_image(
     page.locator("#prompt textarea").fill("a red fox in the snow")
     page.locator("#prompt textarea").press("Control+Enter")
     page.wait_for_function(
-        "() => document.querySelector('#run-status').innerText.includes('Step')", timeout=20000
+        "() => document.querySelector('#run-status')?.innerText.includes('Step')", timeout=20000
     )
     # A preview frame is shown while the job is still running.
     page.wait_for_function(
         """() => document.querySelector('#output-image img') &&
-                 !document.querySelector('#run-status').innerText.includes('Done')""",
+                 !document.querySelector('#run-status')?.innerText.includes('Done')""",
         timeout=20000,
     )
     preview_src = page.locator("#output-image img").get_attribute("src")
     assert preview_src and ".webp" in preview_src  # the Space's preview, not our PNG yet
     page.wait_for_function(
-        "() => document.querySelector('#run-status').innerText.includes('Done')", timeout=30000
+        "() => document.querySelector('#run-status')?.innerText.includes('Done')", timeout=30000
     )
     final_src = page.locator("#output-image img").get_attribute("src")
     assert final_src and final_src.endswith(".png")
@@ -102,7 +102,7 @@ def test_ctrl_enter_streams_progress_previews_and_the_final_image(
     assert "Seed" in info and "1024×1024" in info
     seed = info.split("Seed ")[1].split(" ")[0]
     page.wait_for_function(  # the gallery refreshes right after the image is stored
-        f"() => document.querySelector('#gallery').innerText.includes('seed {seed}')",
+        f"() => document.querySelector('#gallery')?.innerText.includes('seed {seed}')",
         timeout=10000,
     )
     assert "a red fox" in page.locator("#gallery").inner_text()
@@ -119,11 +119,11 @@ def test_stop_cancels_a_slow_job_and_keeps_the_form(browser, studio, preview_spa
     page.locator("#prompt textarea").fill("a very slow painting")
     page.locator("#generate-button").click()
     page.wait_for_function(
-        "() => document.querySelector('#run-status').innerText.includes('Step')", timeout=20000
+        "() => document.querySelector('#run-status')?.innerText.includes('Step')", timeout=20000
     )
     page.locator("#stop-button").click()
     page.wait_for_function(
-        "() => document.querySelector('#run-status').innerText.includes('Stopped')", timeout=10000
+        "() => document.querySelector('#run-status')?.innerText.includes('Stopped')", timeout=10000
     )
     assert page.locator("#prompt textarea").input_value() == "a very slow painting"
     time.sleep(40 * 0.1 + 1)  # long enough for the job to have finished, had it run on
@@ -139,7 +139,7 @@ def test_quota_error_shows_its_message_and_keeps_the_prompt(browser, studio, pre
     page.locator("#prompt textarea").fill("a cat that costs GPU time")
     page.locator("#prompt textarea").press("Control+Enter")
     page.wait_for_function(
-        "() => document.querySelector('#run-status').innerText.includes('GPU quota')",
+        "() => document.querySelector('#run-status')?.innerText.includes('GPU quota')",
         timeout=20000,
     )
     text = status_text(page)
@@ -168,7 +168,7 @@ def test_two_users_do_not_wait_on_each_other(browser, tmp_path) -> None:
                 began = time.monotonic()
                 page.locator("#generate-button").click()
                 page.wait_for_function(
-                    "() => document.querySelector('#run-status').innerText.includes('Done')",
+                    "() => document.querySelector('#run-status')?.innerText.includes('Done')",
                     timeout=60000,
                 )
                 return time.monotonic() - began
@@ -180,7 +180,7 @@ def test_two_users_do_not_wait_on_each_other(browser, tmp_path) -> None:
             for page in pages:
                 page.wait_for_function(
                     "() => document.querySelectorAll('#gallery img').length >= 1 &&"
-                    " document.querySelector('#run-status').innerText.includes('Done')",
+                    " document.querySelector('#run-status')?.innerText.includes('Done')",
                     timeout=60000,
                 )
             both = time.monotonic() - began
