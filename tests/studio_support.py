@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 from sd35.params import GenerationRequest
 from sd35.server import RunningStudio, ServerOptions, start
 from sd35.ui import generate_inputs
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.loopback import free_port
 
 
 def launch_studio(space_url: str, output_dir: Path, **options) -> RunningStudio:

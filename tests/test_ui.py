@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import time
 from pathlib import Path
 
@@ -14,15 +13,14 @@ from PIL import Image
 from sd35.metadata import read_metadata
 from sd35.standin import StandinConfig, StandinServer
 from tests.browser import screenshot
+from tests.loopback import closed_port
 from tests.studio_support import generate_args, launch_studio, open_page
 
 # --- through gradio_client ------------------------------------------------------------------
 
 
 def test_page_comes_up_with_the_space_down(tmp_path) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        dead = f"http://127.0.0.1:{sock.getsockname()[1]}/"
+    dead = f"http://127.0.0.1:{closed_port()}/"
     started = time.monotonic()
     running = launch_studio(dead, tmp_path / "outputs")
     try:
