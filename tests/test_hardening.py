@@ -192,9 +192,7 @@ def test_with_auth_mcp_refuses_anonymous_callers(auth_api_studio) -> None:
 
 @pytest.fixture
 def open_api_studio(preview_space, tmp_path):
-    running = launch_studio(
-        preview_space.url, tmp_path / "outputs", api=True, allowed_hosts=["studio.lan"]
-    )
+    running = launch_studio(preview_space.url, tmp_path / "outputs", api=True)
     yield running
     running.close()
 
@@ -227,7 +225,7 @@ def test_foreign_host_names_are_refused_and_links_use_our_address(open_api_studi
         response = httpx.get(url + "v1/models", headers={"host": name}, timeout=30)
         assert response.status_code == 421, name
         assert httpx.get(url, headers={"host": name}, timeout=30).status_code == 421
-    for name in (f"localhost:{port}", f"studio.lan:{port}", f"127.0.0.1:{port}"):
+    for name in (f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}"):
         assert httpx.get(url + "v1/models", headers={"host": name}, timeout=30).status_code == 200
     made = httpx.post(
         url + "v1/images/generations",
@@ -240,6 +238,21 @@ def test_foreign_host_names_are_refused_and_links_use_our_address(open_api_studi
     origin = url.rstrip("/")
     own = httpx.post(url + "v1/images/generations", json={"prompt": ""}, headers={"origin": origin})
     assert own.status_code == 400
+
+
+def test_allowed_host_names() -> None:
+    from sd35.api.guard import HostPolicy
+
+    policy = HostPolicy("127.0.0.1", ["studio.lan"])
+    assert policy.host_ok("studio.lan:7860") and policy.host_ok("STUDIO.LAN")
+    assert policy.host_ok("192.168.1.20:7860") and policy.host_ok("localhost")
+    assert not policy.host_ok("attacker.invalid") and not policy.host_ok(None)
+    assert policy.origin_ok("http://127.0.0.1:7860", "127.0.0.1:7860")
+    assert policy.origin_ok("http://studio.lan:7860", "127.0.0.1:7860")
+    for origin in ("null", FOREIGN, "http://127.0.0.1:9999", "http://192.168.1.20:7860"):
+        assert not policy.origin_ok(origin, "127.0.0.1:7860"), origin
+    named = HostPolicy("studio.home")
+    assert named.host_ok("studio.home:7860") and not named.host_ok("other.home")
 
 
 # --- routes answer from the first request ---------------------------------------------------
@@ -374,3 +387,32 @@ def test_download_folders_are_removed(preview_space, tmp_path, monkeypatch) -> N
         running.close()
     assert cli.main(cli_args("cli", preview_space.url, tmp_path / "c")) == 0
     assert len(made) == 2 and not any(path.exists() for path in made)
+
+
+# --- the gallery folder ------------------------------------------------------------------------
+
+
+def test_links_out_of_the_gallery_and_truncated_pngs_are_not_served(tmp_path, caplog) -> None:
+    from PIL import Image
+
+    from sd35.gallery import SQLiteGalleryStore
+    from sd35.metadata import ImageMetadata
+
+    secret = tmp_path / "private" / "secret.png"
+    secret.parent.mkdir()
+    Image.new("RGB", (8, 8), "red").save(secret)
+    with SQLiteGalleryStore(tmp_path / "outputs") as store:
+        meta = ImageMetadata(prompt="a whole image", space="test", created_at="")
+        whole = store.save(Image.new("RGB", (64, 64), "blue"), meta)
+        day = whole.path.parent
+        (day / "linked-out.png").symlink_to(secret)
+        (day / "linked-in.png").symlink_to(whole.path)  # inside the gallery: fine
+        data = whole.path.read_bytes()
+        (day / "cut-off.png").write_bytes(data[: len(data) // 2])
+        (tmp_path / "outputs" / "2001-01-01").symlink_to(secret.parent, target_is_directory=True)
+        caplog.set_level(logging.WARNING, logger="sd35.gallery")
+        report = store.reconcile()
+        ids = {item.id for item in store.list().items}
+        assert ids == {whole.id, "linked-in"}
+        assert any("cut-off.png" in path for path in report.skipped)
+        assert "truncated" in caplog.text and "outside the gallery" in caplog.text
