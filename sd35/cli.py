@@ -1,7 +1,8 @@
 """Headless generation: ``python -m sd35 generate "prompt" [options]``.
 
 Progress goes to stderr, the saved file's path to stdout, so scripts can capture it.
-Exit codes: 0 saved, 2 bad input, 3 the Space failed, 4 quota exhausted, 130 interrupted.
+Exit codes: 0 saved, 2 bad input, 3 the Space failed (or the image could not be saved: it is
+kept, the message says where), 4 quota exhausted, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from sd35.errors import InvalidRequestError, QuotaExceededError, SD35Error
 from sd35.options import OneLineParser, finite_number, whole_number
 from sd35.params import ASPECT_RATIOS, build_request
+from sd35.safekeeping import ImageNotSavedError
 from sd35.space_client import (
     DEFAULT_SPACE,
     Preview,
@@ -112,6 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     except InvalidRequestError as exc:
         _say(f"error: {exc.message}")
         return EXIT_BAD_INPUT
+    except ImageNotSavedError as exc:  # generated (quota spent) but the disk refused it
+        kept = f" It is kept at {exc.kept_at}." if exc.kept_at else ""
+        _say(f"error: {exc.message}{kept}")
+        return EXIT_REMOTE
     except QuotaExceededError as exc:
         _say(f"error: {exc.message}")
         return EXIT_QUOTA

@@ -76,7 +76,9 @@ def api_studio(
     running.close()
 
 
-@pytest.mark.parametrize(("name", "openai_body", "a1111_body", "field"), API_CASES)
+@pytest.mark.parametrize(
+    ("name", "openai_body", "a1111_body", "field"), API_CASES, ids=[c[0] for c in API_CASES]
+)
 def test_apis_answer_400(api_studio, preview_space, capfd, name, openai_body, a1111_body, field):
     started = preview_space.config.jobs_started
     json_type = {"content-type": "application/json"}
@@ -122,7 +124,7 @@ def call_generate(url: str, inputs: list) -> str:
     return httpx.get(f"{url}gradio_api/call/generate/{event_id}", timeout=60).text
 
 
-@pytest.mark.parametrize(("name", "changes", "field"), PAGE_CASES)
+@pytest.mark.parametrize(("name", "changes", "field"), PAGE_CASES, ids=[c[0] for c in PAGE_CASES])
 def test_page_generate_names_the_field(api_studio, preview_space, capfd, name, changes, field):
     started = preview_space.config.jobs_started
     stream = call_generate(api_studio.url, _page_inputs(**changes))
@@ -144,7 +146,7 @@ CLI_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("name", "args"), CLI_CASES)
+@pytest.mark.parametrize(("name", "args"), CLI_CASES, ids=[c[0] for c in CLI_CASES])
 def test_cli_exits_2_with_one_line(preview_space, tmp_path, capsys, name, args) -> None:
     argv = ["generate", "a prompt", "--space", preview_space.url, "--out", str(tmp_path), *args]
     try:
