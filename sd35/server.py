@@ -193,7 +193,7 @@ def check_safety(options: ServerOptions) -> list[str]:
     if (options.api or options.mcp) and exposed and not credentials:
         raise StartupError(
             "The APIs would be reachable from other machines without credentials. "
-            "Add --api-key KEY (or SD35_API_KEY) or --api-auth USER:PASS."
+            "Add --auth USER:PASS, --api-key KEY (or SD35_API_KEY) or --api-auth USER:PASS."
         )
     warnings = []
     if not is_loopback(options.host) and not options.auth:

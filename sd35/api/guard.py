@@ -4,7 +4,8 @@ A web page in the user's browser can send "simple" requests to 127.0.0.1 (``text
 POSTs, forms) and, by DNS rebinding, make a name of its own resolve to our address. So:
 
 * the ``Host`` header must name this server: an IP address (a rebound name never looks like
-  one), ``localhost``, the ``--host`` name, or a name allowed with ``--allowed-host``;
+  one), ``localhost``, the ``--host`` name, the machine's own name when served to the network,
+  or a name allowed with ``--allowed-host``;
 * a request that changes anything (any method but GET and HEAD; preflights too) with an ``Origin``
   other than our own is refused (``Origin: null`` included);
 * on the APIs (``/v1``, ``/sdapi``, the MCP server) such a request with a body must be JSON
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import socket
 import urllib.parse
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -50,6 +52,11 @@ class HostPolicy:
         self.names = {"localhost", *(name.strip().lower() for name in allowed if name.strip())}
         if host and not _is_ip(host):
             self.names.add(host.lower())
+        if host and host not in ("localhost", "127.0.0.1", "::1"):
+            # Served to the network: the machine's own names are ours too (an attacker's
+            # rebound name never is one of them).
+            machine = socket.gethostname().lower()
+            self.names |= {machine, f"{machine}.local", socket.getfqdn().lower()}
 
     def allow(self, name: str) -> None:
         self.names.add(name.strip().lower())
