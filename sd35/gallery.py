@@ -374,6 +374,9 @@ class SQLiteGalleryStore(GalleryStore):
                 if entry.name.startswith(TEMP_PREFIX):
                     removed += _remove_if_stale(entry)
                 elif _DAY_DIR.match(entry.name) and entry.is_dir():
+                    if entry.is_symlink() and not self._inside(entry.path):
+                        log.warning("ignoring %s: a link to outside the gallery", entry.name)
+                        continue
                     days.append(entry.name)
         for day in days:
             with os.scandir(self.root / day) as entries:
@@ -382,6 +385,9 @@ class SQLiteGalleryStore(GalleryStore):
                     if name.startswith(TEMP_PREFIX):
                         removed += _remove_if_stale(entry)
                     elif name.lower().endswith(".png") and entry.is_file():
+                        if entry.is_symlink() and not self._inside(entry.path):
+                            log.warning("ignoring %s/%s: a link to outside the gallery", day, name)
+                            continue
                         image_id = name[:-4]
                         if image_id in found:
                             log.warning("duplicate image id %s ignored: %s/%s", image_id, day, name)
@@ -401,8 +407,17 @@ class SQLiteGalleryStore(GalleryStore):
                         orphans += 1
         return orphans, temps
 
+    def _inside(self, path: str | Path) -> bool:
+        """True when ``path`` (links resolved) is inside the gallery's folder."""
+        real = Path(os.path.realpath(path))
+        root = Path(os.path.realpath(self.root))
+        return real == root or root in real.parents
+
     def _row_from_file(self, image_id: str, rel_path: str) -> tuple[Any, ...] | None:
         path = self.root / rel_path
+        if not png_is_whole(path):
+            log.warning("not indexing %s: the PNG is truncated (cut off before its end)", path)
+            return None
         try:
             meta = read_metadata(path)
         except (NotAnImageError, OSError) as error:
@@ -612,6 +627,20 @@ def _row(
         meta.prompt.casefold(),
         meta.to_json(),
     )
+
+
+#: The last 12 bytes of every complete PNG: the IEND chunk (length 0, type, CRC).
+_PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+
+
+def png_is_whole(path: Path) -> bool:
+    """True when the file ends with a PNG's closing chunk (a cut-off write does not)."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(-len(_PNG_END), os.SEEK_END)
+            return handle.read() == _PNG_END
+    except OSError:
+        return False
 
 
 def _like_escape(text: str) -> str:

@@ -74,6 +74,12 @@ class NumberRange:
         return math.isclose(offset, round(offset), abs_tol=1e-6)
 
 
+def _shown(value: Any) -> Any:
+    """``value`` as an error may carry it: long text and containers cut short."""
+    text = repr(value)
+    return value if len(text) <= 80 else text[:77] + "..."
+
+
 def _fmt(number: float) -> str:
     return str(int(number)) if float(number).is_integer() else f"{number:g}"
 
@@ -187,13 +193,24 @@ def _text(name: str, value: Any) -> str:
         )
     if "\x00" in value:
         raise InvalidRequestError(name, value, f"{name} must not contain NUL characters.")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:  # a lone surrogate: no Space can read it
+        raise InvalidRequestError(
+            name,
+            f"character {error.start + 1}",
+            f"{name} contains an invalid character (a lone UTF-16 surrogate) at position "
+            f"{error.start + 1}.",
+        ) from None
     return value
 
 
 def _number(name: str, value: Any, bounds: NumberRange, *, integral: bool) -> int | float:
     allowed = f"allowed: {bounds.describe()}"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidRequestError(name, value, f"{name} must be a number ({allowed}).")
+        raise InvalidRequestError(name, _shown(value), f"{name} must be a number ({allowed}).")
+    if isinstance(value, int) and not -(2**53) <= value <= 2**53:  # beyond any float's grip
+        raise InvalidRequestError(name, "a huge number", f"{name} is far out of range ({allowed}).")
     if not math.isfinite(value):
         raise InvalidRequestError(name, value, f"{name} must be a finite number ({allowed}).")
     if integral and not float(value).is_integer():
@@ -203,6 +220,16 @@ def _number(name: str, value: Any, bounds: NumberRange, *, integral: bool) -> in
             name, value, f"{name} = {_fmt(value)} is out of range ({allowed})."
         )
     return int(value) if integral else round(float(value), 6)
+
+
+def count_value(name: str, value: Any, maximum: int) -> int:
+    """``value`` as a whole count from 1 to ``maximum``; ``InvalidRequestError`` otherwise."""
+    whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+    if isinstance(value, bool) or not whole or not 1 <= value <= maximum:
+        raise InvalidRequestError(
+            name, _shown(value), f"{name} must be a whole number from 1 to {maximum}."
+        )
+    return int(value)
 
 
 def batch_requests(request: GenerationRequest, count: int) -> list[GenerationRequest]:

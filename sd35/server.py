@@ -6,18 +6,24 @@ status line is filled in by a background thread.
 
 from __future__ import annotations
 
-import argparse
 import ipaddress
 import os
+import shutil
 import sys
 import tempfile
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sd35.cli import read_token
-from sd35.space_client import DEFAULT_SPACE, SpaceClient
+from sd35.options import OneLineParser, finite_number, port_number
+from sd35.page_files import PageFiles
+from sd35.space_client import DEFAULT_SPACE, SpaceClient, space_url
 from sd35.studio import Studio, open_store
+from sd35.tokens import resolve_token
+
+if TYPE_CHECKING:
+    from sd35.api.guard import HostPolicy
 
 
 @dataclass
@@ -47,6 +53,8 @@ class ServerOptions:
     api_auth: list[tuple[str, str]] = field(default_factory=list)
     #: Serve the ``generate_image`` MCP tool through Gradio's MCP server.
     mcp: bool = False
+    #: Host names (besides addresses, ``localhost`` and ``--host``) the server answers to.
+    allowed_hosts: list[str] = field(default_factory=list)
 
 
 class StartupError(Exception):
@@ -55,9 +63,9 @@ class StartupError(Exception):
 
 def parse_args(argv: list[str] | None = None) -> ServerOptions:
     env = os.environ
-    parser = argparse.ArgumentParser(prog="python app.py", description="sd35 studio page")
+    parser = OneLineParser(prog="python app.py", description="sd35 studio page")
     parser.add_argument("--host", default=env.get("GRADIO_SERVER_NAME", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(env.get("GRADIO_SERVER_PORT", "7860")))
+    parser.add_argument("--port", type=port_number, default=env.get("GRADIO_SERVER_PORT", "7860"))
     parser.add_argument(
         "--space",
         default=env.get("SD35_SPACE", DEFAULT_SPACE),
@@ -87,7 +95,17 @@ def parse_args(argv: list[str] | None = None) -> ServerOptions:
     parser.add_argument("--auth-file", type=Path, help="file of USER:PASS lines")
     parser.add_argument("--concurrency", type=int, default=8, help="generations at once")
     parser.add_argument("--max-queue", type=int, default=64, help="waiting jobs at most")
-    parser.add_argument("--timeout", type=float, default=900.0, help="seconds per image, max")
+    parser.add_argument(
+        "--timeout", type=finite_number, default=900.0, help="seconds per image, max"
+    )
+    parser.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a host name the server answers to besides its address and localhost (repeatable;"
+        " e.g. the name of a reverse proxy)",
+    )
     parser.add_argument(
         "--api", action="store_true", help="also serve the OpenAI Images and A1111 APIs"
     )
@@ -107,11 +125,15 @@ def parse_args(argv: list[str] | None = None) -> ServerOptions:
     args = parser.parse_args(argv)
     pairs = list(args.auth)
     if args.auth_file:
+        try:
+            text = args.auth_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            parser.error(f"cannot read --auth-file {args.auth_file}: {_why(exc)}")
         pairs += [
-            line.strip()
-            for line in args.auth_file.read_text(encoding="utf-8").splitlines()
-            if line.strip() and not line.startswith("#")
+            line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")
         ]
+    if args.token_file and not Path(args.token_file).is_file():
+        parser.error(f"cannot read --token-file {args.token_file}: no such file")
     try:
         auth = [_split_credentials(pair) for pair in pairs]
         api_auth = [_split_credentials(pair) for pair in args.api_auth]
@@ -135,7 +157,12 @@ def parse_args(argv: list[str] | None = None) -> ServerOptions:
         api_key=args.api_key or None,
         api_auth=api_auth,
         mcp=args.mcp,
+        allowed_hosts=list(args.allowed_host),
     )
+
+
+def _why(exc: BaseException) -> str:
+    return getattr(exc, "strerror", None) or str(exc)
 
 
 def _split_credentials(pair: str) -> tuple[str, str]:
@@ -162,10 +189,11 @@ def check_safety(options: ServerOptions) -> list[str]:
             "Add --auth USER:PASS, or pass --insecure-share if you really want it open."
         )
     exposed = options.share or not is_loopback(options.host)
-    if (options.api or options.mcp) and exposed and not (options.api_key or options.api_auth):
+    credentials = options.api_key or options.api_auth or options.auth  # --auth covers the APIs
+    if (options.api or options.mcp) and exposed and not credentials:
         raise StartupError(
             "The APIs would be reachable from other machines without credentials. "
-            "Add --api-key KEY (or SD35_API_KEY) or --api-auth USER:PASS."
+            "Add --auth USER:PASS, --api-key KEY (or SD35_API_KEY) or --api-auth USER:PASS."
         )
     warnings = []
     if not is_loopback(options.host) and not options.auth:
@@ -184,6 +212,8 @@ class RunningStudio:
     page: Any
     url: str
     standin: Any = None
+    files: PageFiles | None = None
+    downloads: Path | None = None
 
     def close(self) -> None:
         self.studio.stop_background()
@@ -191,14 +221,35 @@ class RunningStudio:
         self.studio.client.close()
         if self.standin is not None:
             self.standin.stop()
+        if self.files is not None:
+            self.files.close()
+        if self.downloads is not None:  # the Space's downloads: every image is saved by now
+            shutil.rmtree(self.downloads, ignore_errors=True)
+
+
+def check_output_dir(folder: Path) -> None:
+    """Make sure images can be written to ``folder`` (created if missing); ``StartupError``
+    saying why not, before the page comes up."""
+    if folder.exists() and not folder.is_dir():
+        raise StartupError(f"The output folder {folder} is a file, not a folder.")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".sd35-write-test-"):
+            pass
+    except OSError as exc:
+        from sd35.safekeeping import reason
+
+        raise StartupError(f"Images cannot be written to {folder}: {reason(exc)}.") from None
 
 
 def start(options: ServerOptions, *, block: bool = False) -> RunningStudio:
     """Build and launch the page. With ``block=False`` it returns once the page answers."""
+    from sd35.api.guard import HostPolicy
     from sd35.ui import CSS, HEAD, build_ui
 
     for line in check_safety(options):
         print(line, file=sys.stderr)
+    check_output_dir(options.output_dir)
     standin = None
     space = options.space
     if options.demo:
@@ -209,59 +260,80 @@ def start(options: ServerOptions, *, block: bool = False) -> RunningStudio:
         )
         standin.start()
         space = standin.url
+    try:
+        token = resolve_token(space_url(space), options.token_file)  # the one token rule
+    except OSError as exc:
+        raise StartupError(f"cannot read --token-file {options.token_file}: {_why(exc)}") from None
+    downloads = Path(tempfile.mkdtemp(prefix="sd35-downloads-"))
     client = SpaceClient(
-        space,
-        token=read_token(options.token_file),
-        proxy=options.proxy,
-        download_dir=Path(tempfile.mkdtemp(prefix="sd35-downloads-")),
-        timeout=options.timeout,
+        space, token=token, proxy=options.proxy, download_dir=downloads, timeout=options.timeout
     )
     store = open_store(options.output_dir)
     studio = Studio(client, store, demo=options.demo, concurrency=options.concurrency)
     studio.start_background()
-    page = build_ui(studio)
+    files = PageFiles()
+    page = build_ui(studio, files)
+    # --auth covers the APIs and MCP too: the page's users may call them with HTTP Basic.
+    users = [*options.api_auth, *options.auth]
     if options.mcp:
         from sd35.api import add_mcp_tool
 
-        add_mcp_tool(page, studio, api_key=options.api_key, api_auth=options.api_auth)
+        add_mcp_tool(page, studio, api_key=options.api_key, api_auth=users, files=files)
     page.queue(max_size=options.max_queue, default_concurrency_limit=options.concurrency)
-    output_dir = options.output_dir.resolve()
-    allowed = [] if _inside(output_dir, Path.cwd(), Path(tempfile.gettempdir())) else [output_dir]
-    _, local_url, _ = page.launch(
+    hosts = HostPolicy(options.host, options.allowed_hosts)
+    _, local_url, share_url = page.launch(
         server_name=options.host,
         server_port=options.port,
         share=options.share,
         auth=options.auth or None,
-        # Never block here: the APIs are mounted on the running app below, then we block.
+        # Never block here; ``block_thread`` below once everything is up.
         prevent_thread_lock=True,
         quiet=not block,
         show_error=False,
         ssr_mode=False,
-        allowed_paths=[str(path) for path in allowed],
+        # Nothing of the output folder: ``PageFiles`` hands Gradio what a user may see.
+        allowed_paths=[],
+        # Our routes and the cross-site guard are part of the app before it answers at all.
+        app_kwargs=_app_kwargs(studio, options.api_key, users if options.api else None, hosts),
         footer_links=["api"],
         head=HEAD,
         css=CSS,
         mcp_server=options.mcp,
         state_session_capacity=options.session_capacity,
     )
-    if options.api:
-        from sd35.api import mount_api
-
-        mount_api(page, studio, api_key=options.api_key, api_auth=options.api_auth)
+    if share_url:
+        hosts.allow(urllib.parse.urlsplit(share_url).hostname or "")
+    running = RunningStudio(studio, page, local_url or "", standin, files, downloads)
     if block:
         page.block_thread()
-    return RunningStudio(studio=studio, page=page, url=local_url or "", standin=standin)
+    return running
 
 
-def _inside(path: Path, *folders: Path) -> bool:
-    return any(path == folder or folder in path.parents for folder in folders)
+def _app_kwargs(
+    studio: Studio,
+    api_key: str | None,
+    api_users: list[tuple[str, str]] | None,
+    hosts: HostPolicy,
+) -> dict[str, Any]:
+    """FastAPI arguments for the page's app: the cross-site guard, and (``api_users`` not
+    None) the API routes, first in the route list so no Gradio route can shadow them."""
+    from starlette.middleware import Middleware
+
+    from sd35.api.guard import CrossSiteGuard
+
+    kwargs: dict[str, Any] = {"middleware": [Middleware(CrossSiteGuard, policy=hosts)]}
+    if api_users is not None:
+        from sd35.api import api_routes
+
+        kwargs["routes"] = api_routes(studio, api_key=api_key, api_auth=api_users)
+    return kwargs
 
 
 def main(argv: list[str] | None = None) -> int:
     options = parse_args(argv)
     try:
         start(options, block=True)
-    except StartupError as exc:
+    except (StartupError, OSError) as exc:  # e.g. the port is taken: one line, no traceback
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

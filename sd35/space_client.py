@@ -66,6 +66,7 @@ from sd35.errors import (
     redact,
 )
 from sd35.params import GenerationRequest, SpaceSchema
+from sd35.tokens import environment_token, token_for
 
 DEFAULT_SPACE = "stabilityai/stable-diffusion-3-5-large"
 DEFAULT_API_NAME = "/infer"
@@ -156,11 +157,6 @@ def shared_ssl_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
-def _is_hf_space_host(url: str) -> bool:
-    host = urllib.parse.urlsplit(url).hostname or ""
-    return host.endswith(".hf.space")
-
-
 # --- the client --------------------------------------------------------------------------------
 
 
@@ -208,9 +204,9 @@ class SpaceClient:
     """A client for the Space's ``/infer``.
 
     ``space`` is a Space id (``owner/name``) or any Gradio app URL. ``token`` defaults to
-    ``HF_TOKEN``; an environment token is sent only to ``*.hf.space`` hosts, so pointing the app
-    at somebody else's server does not hand them your token. ``proxy`` (HTTP or HTTPS URL) is
-    used for every request. ``timeout`` bounds a whole job, queue included.
+    ``HF_TOKEN``; an environment token is sent only to Hugging Face hosts (``sd35.tokens``), so
+    pointing the app at somebody else's server does not hand them your token. ``proxy`` (HTTP or
+    HTTPS URL) is used for every request. ``timeout`` bounds a whole job, queue included.
     """
 
     def __init__(
@@ -228,8 +224,8 @@ class SpaceClient:
         hub_url: str | None = None,
     ) -> None:
         url = space_url(space)
-        if token is None and _is_hf_space_host(url):
-            token = os.environ.get("HF_TOKEN") or None
+        # The one token rule (sd35.tokens): a given token is explicit, HF_TOKEN is not.
+        token = token_for(url, token, True) if token else token_for(url, environment_token(), False)
         self.space = space
         self.api_name = api_name
         self.timeout = timeout

@@ -8,7 +8,6 @@ of the Space is refreshed in a background thread so the page never waits on the 
 from __future__ import annotations
 
 import asyncio
-import math
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -22,6 +21,7 @@ from sd35.errors import SD35Error
 from sd35.gallery import SQLiteGalleryStore, StoredImage
 from sd35.metadata import ImageMetadata
 from sd35.params import GenerationRequest, SpaceSchema
+from sd35.safekeeping import SafeKeeper
 from sd35.space_client import (
     Preview,
     Progress,
@@ -79,8 +79,10 @@ def store_result(
 def save_result(
     result: Result, output_dir: Path, *, space: str, user: str | None = None
 ) -> StoredImage:
-    """``store_result`` into the gallery kept in ``output_dir`` (CLI and provider use this)."""
-    return store_result(open_store(output_dir), result, space=space, user=user)
+    """Save into the gallery kept in ``output_dir`` (CLI and provider use this); if that fails
+    the image is kept (``sd35.safekeeping``) and ``ImageNotSavedError`` says where."""
+    keeper = SafeKeeper(open_store(output_dir))
+    return keeper.save(result, metadata_for(result, space=space), user=user)
 
 
 class Studio:
@@ -105,6 +107,8 @@ class Studio:
         self._status_checked_at: float = 0.0
         self._status_thread: threading.Thread | None = None
         self._stop = threading.Event()
+        #: Saves finished images; keeps the ones the output folder cannot take (disk full).
+        self.keeper = SafeKeeper(store)
 
     # -- background status ----------------------------------------------------------------------
 
@@ -122,6 +126,7 @@ class Studio:
     def _status_loop(self) -> None:
         while not self._stop.is_set():
             self.refresh_status()
+            self.keeper.retry()
             self._stop.wait(self.status_interval)
 
     def refresh_status(self) -> SpaceStatus:
@@ -154,9 +159,8 @@ class Studio:
         async for event in self.client.generate(request):
             yield event
             if isinstance(event, Result):
-                stored = await asyncio.to_thread(
-                    store_result, self.store, event, space=self.client.space, user=user
-                )
+                meta = metadata_for(event, space=self.client.space)
+                stored = await asyncio.to_thread(self.keeper.save, event, meta, user=user)
                 yield Saved(event, stored)
 
 
@@ -236,22 +240,22 @@ def request_from_form(
 ) -> GenerationRequest:
     """A validated request from the form's raw values (sliders hand over floats)."""
     request = GenerationRequest(
-        prompt=prompt or "",
-        negative_prompt=negative_prompt or "",
+        prompt="" if prompt is None else prompt,
+        negative_prompt="" if negative_prompt is None else negative_prompt,
         seed=_whole(seed, 0),
-        randomize_seed=bool(randomize_seed),
+        randomize_seed=False if randomize_seed is None else randomize_seed,
         width=_whole(width, 1024),
         height=_whole(height, 1024),
-        guidance_scale=float(guidance_scale),
+        guidance_scale=guidance_scale,
         num_inference_steps=_whole(steps, 40),
     )
-    return request.validate(schema)
+    return request.validate(schema)  # names any value of the wrong type (NaN, text, a list)
 
 
-def _whole(value: float | None, default: int) -> int:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+def _whole(value: Any, default: int) -> Any:
+    if value is None:
         return default
-    return int(value) if float(value).is_integer() else value  # type: ignore[return-value]
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def form_values(meta: ImageMetadata) -> list[Any]:

@@ -17,11 +17,13 @@ import gradio as gr
 
 from sd35.errors import SD35Error
 from sd35.metadata import ImageMetadata, read_metadata, to_a1111
+from sd35.page_files import PageFiles
 from sd35.params import (
     MAX_PROMPT_CHARS,
     GenerationRequest,
     aspect_ratio_presets,
     batch_requests,
+    count_value,
 )
 from sd35.space_client import Preview, Progress, Result
 from sd35.studio import (
@@ -147,8 +149,10 @@ class _RunView:
         return self.image, self.status, self.info, self.seed, self.saved
 
 
-def build_ui(studio: Studio) -> gr.Blocks:
-    """The whole page, wired to ``studio``."""
+def build_ui(studio: Studio, files: PageFiles | None = None) -> gr.Blocks:
+    """The whole page, wired to ``studio``; ``files`` hands stored images to Gradio without
+    opening the output folder (``sd35.page_files``)."""
+    files = files or PageFiles()
     schema = studio.schema()
     presets = aspect_ratio_presets(schema)
 
@@ -307,7 +311,8 @@ def build_ui(studio: Studio) -> gr.Blocks:
                 limit=PAGE_SIZE,
             )
             items = [
-                (str(thumbnail_for(studio.store, item)), caption(item)) for item in result.items
+                (files.for_page(thumbnail_for(studio.store, item)), caption(item))
+                for item in result.items
             ]
             pages = max(1, math.ceil(result.total / PAGE_SIZE))
             noun = "image" if result.total == 1 else "images"
@@ -381,13 +386,16 @@ def build_ui(studio: Studio) -> gr.Blocks:
                     randomize_value,
                     studio.schema(),
                 )
-                jobs = batch_requests(base, max(1, min(MAX_BATCH, int(batch_value or 1))))
+                count = count_value(
+                    "batch_count", 1 if batch_value is None else batch_value, MAX_BATCH
+                )
+                jobs = batch_requests(base, count)
                 for index, job in enumerate(jobs, start=1):
                     async for event in studio.run(job, user):
                         if isinstance(event, Saved):
                             done = "✅ Done" if index == len(jobs) else f"✅ Image {index} done"
                             yield view.show(
-                                image=str(event.image.path),
+                                image=files.for_page(event.image.path),
                                 status=done,
                                 info=result_line(event),
                                 seed=event.result.seed,
@@ -409,6 +417,8 @@ def build_ui(studio: Studio) -> gr.Blocks:
             [*form, batch],
             [output, run_status, result_info, last_seed, last_saved],
             api_name="generate",
+            # Raw values: a prompt ["x"] must be refused, not turned into "['x']".
+            preprocess=False,
             show_progress="hidden",
             concurrency_limit=studio.concurrency,
             concurrency_id="generate",
@@ -507,7 +517,8 @@ def build_ui(studio: Studio) -> gr.Blocks:
             item = studio.store.get(ids[event.index], user=_user(request))
             if item is None:
                 return None, "This image no longer exists.", None, None
-            return str(item.path), details_markdown(item.meta), str(item.path), item.id
+            shown = files.for_page(item.path)
+            return shown, details_markdown(item.meta), shown, item.id
 
         gallery.select(
             on_select,

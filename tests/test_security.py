@@ -24,7 +24,9 @@ def test_share_and_exposed_api_need_credentials() -> None:
     with pytest.raises(StartupError, match="--auth"):
         check_safety(ServerOptions(share=True))
     with pytest.raises(StartupError, match="--api-key"):
-        check_safety(ServerOptions(host="0.0.0.0", api=True, auth=[("a", "b")]))
+        check_safety(ServerOptions(host="0.0.0.0", api=True))
+    # --auth covers the APIs too (the page's users log in to them with HTTP Basic).
+    assert check_safety(ServerOptions(host="0.0.0.0", api=True, auth=[("a", "b")])) == []
     assert check_safety(ServerOptions(share=True, auth=[("a", "b")])) == []
     assert check_safety(ServerOptions(share=True, insecure_share=True)) == []
     assert "without --auth" in check_safety(ServerOptions(host="0.0.0.0"))[0]

@@ -18,7 +18,10 @@ The package, one concern a module:
 * ``a1111``: the AUTOMATIC1111 API (``/sdapi/v1/txt2img``, ``/progress``, ``/interrupt``, …).
 * ``mcp``: the ``generate_image`` tool on Gradio's MCP server.
 
-This module holds the entry points ``mount_api`` and ``add_mcp_tool``.
+* ``guard``: the cross-site guard (Host, Origin, JSON bodies) in front of the whole app.
+
+This module holds the entry points ``api_routes`` (for the app's constructor), ``mount_api``
+(onto an app already running) and ``add_mcp_tool``.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from collections.abc import Sequence
 
 import gradio as gr
 from fastapi import APIRouter
+from starlette.routing import BaseRoute
 
 from sd35.api.a1111 import a1111_router
 from sd35.api.auth import Credentials
@@ -45,6 +49,19 @@ def build_router(service: ApiService) -> APIRouter:
     router.routes.extend(openai_router(service).routes)
     router.routes.extend(a1111_router(service).routes)
     return router
+
+
+def api_routes(
+    studio: Studio,
+    *,
+    api_key: str | None,
+    api_auth: Sequence[tuple[str, str]],
+) -> list[BaseRoute]:
+    """Every API route, for ``FastAPI(routes=...)`` (``server.start`` passes them through
+    ``launch(app_kwargs=...)``, so they answer from the server's first request on and come
+    before every Gradio route)."""
+    credentials = Credentials(api_key or None, tuple(api_auth or ()))
+    return list(build_router(ApiService(studio, credentials)).routes)
 
 
 def mount_api(
@@ -67,11 +84,7 @@ def mount_api(
     is embedded) would silently shadow ours; so they are spliced in at the *front*, in place
     (one list operation under the GIL, safe while requests are being served).
     """
-    credentials = Credentials(api_key or None, tuple(api_auth or ()))
-    service = ApiService(studio, credentials)
-    router = build_router(service)
-    app = page.app
-    app.router.routes[:0] = router.routes
+    page.app.router.routes[:0] = api_routes(studio, api_key=api_key, api_auth=api_auth)
 
 
 __all__ = [
@@ -84,6 +97,7 @@ __all__ = [
     "Gate",
     "add_mcp_tool",
     "api_error",
+    "api_routes",
     "build_router",
     "gate_for",
     "mount_api",

@@ -5,6 +5,7 @@ dialect module turns an ``ApiError`` into its own response body."""
 from __future__ import annotations
 
 from sd35 import errors as sd35_errors
+from sd35.safekeeping import ImageNotSavedError
 
 
 class ApiError(Exception):
@@ -66,6 +67,8 @@ def api_error(error: sd35_errors.SD35Error) -> ApiError:
             title=title,
             headers=headers,
         )
+    if isinstance(error, ImageNotSavedError):  # generated and kept, but the disk refused it
+        return ApiError(507, error.message, kind="server_error", code="not_saved", title=title)
     for kind, status, code in _REMOTE:
         if isinstance(error, kind):
             return ApiError(status, error.message, kind="server_error", code=code, title=title)

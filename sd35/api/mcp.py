@@ -12,6 +12,7 @@ from sd35.api.errors import ApiError
 from sd35.api.jobs import gate_for, generate_one
 from sd35.api.parsing import seed_or_random
 from sd35.errors import SD35Error
+from sd35.page_files import PageFiles
 from sd35.params import aspect_ratio_presets, build_request
 from sd35.studio import Studio
 
@@ -22,6 +23,7 @@ def add_mcp_tool(
     *,
     api_key: str | None = None,
     api_auth: Sequence[tuple[str, str]] = (),
+    files: PageFiles | None = None,
 ) -> None:
     """Add the ``generate_image`` MCP tool to ``page`` (call before ``launch(mcp_server=True)``).
 
@@ -33,8 +35,11 @@ def add_mcp_tool(
     ``/generate`` for ``gradio_client``) are marked so that MCP does not list them.
 
     The MCP endpoint is not behind the page's login, so the tool checks the API credentials
-    itself (from the MCP request's ``Authorization`` header) when any are given.
+    itself (from the MCP request's ``Authorization`` header) when any are given (``server``
+    passes the page's ``--auth`` users too, so a login page never leaves MCP open). The image
+    reaches Gradio through ``files`` (``sd35.page_files``), never from an allowed output folder.
     """
+    files = files or PageFiles()
     credentials = Credentials(api_key or None, tuple(api_auth or ()))
     gate = gate_for(studio)
     ratios = list(aspect_ratio_presets(studio.schema()))
@@ -79,7 +84,7 @@ def add_mcp_tool(
         except SD35Error as error:
             raise gr.Error(error.message, title=error.title, print_exception=False) from None
         path = str(saved.image.path)
-        return path, path, saved.result.seed
+        return files.for_page(saved.image.path), path, saved.result.seed
 
     # Gradio reads the tool's description from the docstring (one line per argument).
     generate_image.__doc__ = (generate_image.__doc__ or "").replace("{ratios}", ", ".join(ratios))

@@ -33,8 +33,10 @@ async def json_body(request: Request) -> dict[str, Any]:
         raise _too_large()
     try:
         data = json.loads(raw or b"{}")
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError):  # also numbers of more than 4,300 digits
         raise invalid("The request body must be JSON.", code="invalid_json") from None
+    except RecursionError:  # nested thousands deep: no request of ours looks like that
+        raise invalid("The request body is nested too deeply.", code="invalid_json") from None
     if not isinstance(data, dict):
         raise invalid("The request body must be a JSON object.", code="invalid_json")
     return data
@@ -45,10 +47,12 @@ def count_field(data: dict[str, Any], name: str, default: int, maximum: int) -> 
     value = data.get(name, default)
     if value is None:
         return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+    whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+    if isinstance(value, bool) or not whole:  # also NaN and infinity
         raise invalid(f"{name} must be a whole number from 1 to {maximum}.", name)
     if not 1 <= value <= maximum:
-        raise invalid(f"{name} = {value} is out of range (allowed: 1 to {maximum}).", name)
+        shown = value if abs(value) < 10**9 else "a huge number"
+        raise invalid(f"{name} = {shown} is out of range (allowed: 1 to {maximum}).", name)
     return int(value)
 
 
