@@ -59,21 +59,33 @@ def open_store(root: Path) -> SQLiteGalleryStore:
         return _stores[key]
 
 
-def metadata_for(result: Result, *, space: str) -> ImageMetadata:
+def metadata_for(
+    result: Result, *, space: str, extra: dict[str, Any] | None = None
+) -> ImageMetadata:
     """The metadata written into the PNG: the request with the seed actually used (the
-    store adds the owner)."""
+    store adds the owner; ``extra``, e.g. the APIs' adjustments, is kept beside)."""
     return ImageMetadata.from_request(
-        result.request, result.seed, model=MODEL_NAME, space=space, elapsed=round(result.elapsed, 3)
+        result.request,
+        result.seed,
+        model=MODEL_NAME,
+        space=space,
+        elapsed=round(result.elapsed, 3),
+        extra=extra,
     )
 
 
 def store_result(
-    store: SQLiteGalleryStore, result: Result, *, space: str, user: str | None = None
+    store: SQLiteGalleryStore,
+    result: Result,
+    *,
+    space: str,
+    user: str | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> StoredImage:
     """Save a finished image as PNG with its metadata, in the gallery."""
     with Image.open(result.path) as image:
         image.load()
-        return store.save(image, metadata_for(result, space=space), user=user)
+        return store.save(image, metadata_for(result, space=space, extra=extra), user=user)
 
 
 def save_result(
@@ -146,7 +158,10 @@ class Studio:
     # -- generation -----------------------------------------------------------------------------
 
     async def run(
-        self, request: GenerationRequest, user: str | None = None
+        self,
+        request: GenerationRequest,
+        user: str | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> AsyncIterator[StudioEvent]:
         """Stream one generation. The final image comes twice: as ``Result`` the moment it
         arrives (so the page can show it without waiting on disk), then as ``Saved`` once it
@@ -155,7 +170,12 @@ class Studio:
             yield event
             if isinstance(event, Result):
                 stored = await asyncio.to_thread(
-                    store_result, self.store, event, space=self.client.space, user=user
+                    store_result,
+                    self.store,
+                    event,
+                    space=self.client.space,
+                    user=user,
+                    extra=extra,
                 )
                 yield Saved(event, stored)
 
