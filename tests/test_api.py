@@ -406,14 +406,20 @@ def test_key_and_basic_auth_accepted_and_own_their_images(keyed_studio: RunningS
     store = keyed_studio.studio.store
     assert [image.meta.prompt for image in store.list(user="api").items] == ["made with the key"]
     assert [image.meta.prompt for image in store.list(user="alice").items] == ["made by alice"]
-    # A URL answer is served with the same auth, and only to the image's owner.
+    # A URL answer works like OpenAI's: no Authorization needed (a tool's server fetches it),
+    # the unguessable token names that one image, and the image id alone opens nothing.
     made = openai_client(keyed_studio, key=KEY).images.generate(
         prompt="by url", response_format="url", extra_body={"num_inference_steps": 2}
     )
     url = made.data[0].url
-    assert httpx.get(url).status_code == 401
-    assert httpx.get(url, auth=ALICE).status_code == 404  # alice does not own it
-    assert httpx.get(url, headers={"authorization": f"Bearer {KEY}"}).status_code == 200
+    fetched = httpx.get(url)
+    assert fetched.status_code == 200 and read_metadata(fetched.content).prompt == "by url"
+    image_id = store.list(user="api", search="by url").items[0].id
+    assert image_id not in url
+    base = url.rsplit("/", 1)[0]
+    for guess in (f"{image_id}.png", "x" * 43 + ".png"):
+        missing = httpx.get(f"{base}/{guess}")
+        assert missing.status_code == 404 and "expired" in missing.json()["error"]["message"]
 
 
 # --- MCP ---------------------------------------------------------------------------------------
