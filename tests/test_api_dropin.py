@@ -25,21 +25,24 @@ from PIL import Image
 
 from sd35.api import MODEL_ID
 from sd35.metadata import read_metadata
-from sd35.params import SpaceSchema, fit_size
 from sd35.server import RunningStudio
 from sd35.standin import StandinServer
 from tests.studio_support import launch_studio
 
-SCHEMA = SpaceSchema()
 KEY = "sk-dropin-4c1e"
 ST_USER = ("tavern", "st-pass-91")
 
 # SillyTavern/SillyTavern @ ba6f7b7a98cf7a5eaf4f0e81da9779a9a668ced4,
-# public/scripts/extensions/stable-diffusion/index.js: ``resolutionOptions`` (all 19 presets).
+# public/scripts/extensions/stable-diffusion/index.js: ``resolutionOptions`` (all 19 presets),
+# each with the size made: the nearest on the Space's grid (512-1024, step 32) with its ratio.
 SILLYTAVERN_RESOLUTIONS = [
-    (512, 512), (600, 600), (512, 768), (768, 512), (960, 540), (540, 960), (1920, 1088),
-    (1088, 1920), (1280, 720), (720, 1280), (1024, 1024), (1152, 896), (896, 1152),
-    (1216, 832), (832, 1216), (1344, 768), (768, 1344), (1536, 640), (640, 1536),
+    ((512, 512), (512, 512)), ((600, 600), (608, 608)), ((512, 768), (512, 768)),
+    ((768, 512), (768, 512)), ((960, 540), (960, 544)), ((540, 960), (544, 960)),
+    ((1920, 1088), (1024, 576)), ((1088, 1920), (576, 1024)), ((1280, 720), (1024, 576)),
+    ((720, 1280), (576, 1024)), ((1024, 1024), (1024, 1024)), ((1152, 896), (1024, 800)),
+    ((896, 1152), (800, 1024)), ((1216, 832), (1024, 704)), ((832, 1216), (704, 1024)),
+    ((1344, 768), (1024, 576)), ((768, 1344), (576, 1024)),
+    ((1536, 640), (1024, 512)), ((640, 1536), (512, 1024)),  # 2.4:1; the Space's widest is 2:1
 ]  # fmt: skip
 
 
@@ -195,10 +198,11 @@ def test_sillytavern_connect_routes(studio_api: RunningStudio) -> None:
     assert progress["progress"] == 0.0 and progress["state"]["job_count"] == 0
 
 
-@pytest.mark.parametrize(("width", "height"), SILLYTAVERN_RESOLUTIONS)
+@pytest.mark.parametrize(("asked", "made"), SILLYTAVERN_RESOLUTIONS)
 def test_sillytavern_txt2img_each_resolution_preset(
-    studio_api: RunningStudio, width: int, height: int
+    studio_api: RunningStudio, asked: tuple[int, int], made: tuple[int, int]
 ) -> None:
+    width, height = asked
     body = sillytavern_txt2img(studio_api.url.rstrip("/"), "", width, height)
     response = httpx.post(
         f"{studio_api.url}sdapi/v1/txt2img",
@@ -209,15 +213,13 @@ def test_sillytavern_txt2img_each_resolution_preset(
     assert response.status_code == 200, response.text
     data = response.json()
     image = b64_png(data["images"][0])  # ``return { format: 'png', data: data.images[0] }``
-    made = fit_size(width, height, SCHEMA)
-    assert image.size == (made.width, made.height)
-    assert abs(image.width / image.height - width / height) / (width / height) < 0.2
+    assert image.size == made
     info = json.loads(data["info"])
-    assert (info["width"], info["height"]) == image.size
-    changed = (width, height) != image.size
+    assert (info["width"], info["height"]) == made
+    changed = asked != made
     assert bool(info["adjustments"]) == changed
     if changed:
-        assert f"{width}x{height} -> {made}" in info["adjustments"][0]
+        assert f"{width}x{height} -> {made[0]}x{made[1]}" in info["adjustments"][0]
         meta = read_metadata(base64.b64decode(data["images"][0]))
         assert meta is not None and meta.extra["api_adjustments"] == info["adjustments"]
 
@@ -313,7 +315,8 @@ def test_librechat_dalle3_tool(studio_api: RunningStudio) -> None:
     'dall-e-3', quality, style, size, prompt, n: 1})`` with the tool's defaults, then
     ``resp.data[0].url`` (no response_format: OpenAI's default for DALL-E is ``url``), its file
     extension from the URL's path, and a download by LibreChat's server without credentials."""
-    for size in ("1024x1024", "1792x1024", "1024x1792"):  # the tool's zod enum
+    made_for = {"1024x1024": (1024, 1024), "1792x1024": (1024, 576), "1024x1792": (576, 1024)}
+    for size, made in made_for.items():  # the tool's zod enum of sizes
         response = httpx.post(
             f"{studio_api.url}v1/images/generations",
             json={
@@ -332,9 +335,7 @@ def test_librechat_dalle3_tool(studio_api: RunningStudio) -> None:
         assert httpx.URL(url).path.endswith(".png")
         fetched = httpx.get(url, timeout=10)
         assert fetched.status_code == 200 and fetched.headers["content-type"] == "image/png"
-        width, height = (int(side) for side in size.split("x"))
-        made = fit_size(width, height, SCHEMA)
-        assert png(fetched.content).size == (made.width, made.height)
+        assert png(fetched.content).size == made
 
 
 def test_librechat_openai_image_tool(studio_api: RunningStudio) -> None:
@@ -370,7 +371,12 @@ def test_librechat_openai_image_tool(studio_api: RunningStudio) -> None:
 # URLs.
 N8N_BODIES = [
     # The node's defaults: model dall-e-3, no options.
-    ({"prompt": "a cute cat", "model": "dall-e-3", "response_format": "b64_json"}, 1, "b64"),
+    (
+        {"prompt": "a cute cat", "model": "dall-e-3", "response_format": "b64_json"},
+        1,
+        "b64",
+        (1024, 1024),
+    ),
     (
         {
             "prompt": "a cute cat",
@@ -382,6 +388,7 @@ N8N_BODIES = [
         },
         1,
         "b64",
+        (1024, 576),
     ),
     (
         {
@@ -393,17 +400,21 @@ N8N_BODIES = [
         },
         10,
         "url",
+        (512, 512),
     ),
     (
         {"prompt": "a cute cat", "model": "gpt-image-1", "quality": "medium", "size": "1536x1024"},
         1,
         "b64",
+        (1024, 672),
     ),
 ]
 
 
-@pytest.mark.parametrize(("body", "count", "kind"), N8N_BODIES)
-def test_n8n_openai_image_node(studio_api: RunningStudio, body: dict, count: int, kind: str):
+@pytest.mark.parametrize(("body", "count", "kind", "made"), N8N_BODIES)
+def test_n8n_openai_image_node(
+    studio_api: RunningStudio, body: dict, count: int, kind: str, made: tuple[int, int]
+) -> None:
     response = httpx.post(
         f"{studio_api.url}v1/images/generations",
         json=body,
@@ -413,14 +424,12 @@ def test_n8n_openai_image_node(studio_api: RunningStudio, body: dict, count: int
     assert response.status_code == 200, response.text
     data = response.json()["data"]
     assert len(data) == count
-    width, height = (int(side) for side in body.get("size", "1024x1024").split("x"))
-    made = fit_size(width, height)
     for entry in data:
         if kind == "b64":
             image = png(base64.b64decode(entry["b64_json"]))
         else:
             image = png(httpx.get(entry["url"], timeout=10).content)
-        assert image.size == (made.width, made.height)
+        assert image.size == made
 
 
 # --- Open WebUI --------------------------------------------------------------------------------
