@@ -229,9 +229,11 @@ class A1111Handlers(Handlers):
         seeds = [saved.result.seed for saved in results]
         if job.interrupted and job.preview is not None:
             # What exists of the image that was running: its last preview frame, kept.
-            partial = requests[len(results)] if len(results) < len(requests) else generation
-            stored.append(await asyncio.to_thread(self._keep_preview, job, partial, owner, notes))
-            seeds.append(stored[-1].meta.seed)
+            partial = requests[min(job.job_no, len(requests) - 1)]
+            kept = await asyncio.to_thread(self._keep_preview, job, partial, owner, notes)
+            if kept is not None:
+                stored.append(kept)
+                seeds.append(kept.meta.seed)
         if not stored and job.interrupted:
             raise nothing_to_show()
         send_images = data.get("send_images", True) is not False
@@ -257,17 +259,22 @@ class A1111Handlers(Handlers):
 
     def _keep_preview(
         self, job: Job, request: GenerationRequest, owner: str | None, notes: list[str]
-    ) -> StoredImage:
-        """Save the interrupted image's last preview frame in the gallery, marked as such."""
-        assert job.preview is not None
+    ) -> StoredImage | None:
+        """Save the interrupted image's last preview frame in the gallery, marked as such
+        (None when the frame can no longer be read)."""
+        if job.preview is None:
+            return None
         extra: dict[str, Any] = {"interrupted": True, "preview_step": job.step}
         if notes:
             extra["api_adjustments"] = notes
         meta = ImageMetadata.from_request(
             request, model=MODEL_ID, space=self.studio.client.space, extra=extra
         )
-        with Image.open(job.preview) as frame:
-            image = frame.convert("RGB")
+        try:
+            with Image.open(job.preview) as frame:
+                image = frame.convert("RGB")
+        except OSError:  # e.g. the client's temporary folder went with the cancelled job
+            return None
         return self.studio.store.save(image, meta, user=owner)
 
     async def progress(self, request: Request, owner: str | None) -> dict[str, Any]:
