@@ -216,6 +216,17 @@ def _number(name: str, value: Any, bounds: NumberRange, *, integral: bool) -> in
     if integral and not float(value).is_integer():
         raise InvalidRequestError(name, value, f"{name} must be a whole number ({allowed}).")
     if not bounds.contains(value):
+        if bounds.minimum <= value <= bounds.maximum:  # in range, so off the step
+            below = (
+                bounds.minimum + math.floor((value - bounds.minimum) / bounds.step) * bounds.step
+            )
+            nearest = f"{_fmt(below)} or {_fmt(min(below + bounds.step, bounds.maximum))}"
+            raise InvalidRequestError(
+                name,
+                value,
+                f"{name} = {_fmt(value)} is off-step: it must be a multiple of "
+                f"{_fmt(bounds.step)} from {_fmt(bounds.minimum)} ({allowed}; nearest: {nearest}).",
+            )
         raise InvalidRequestError(
             name, value, f"{name} = {_fmt(value)} is out of range ({allowed})."
         )
@@ -315,6 +326,30 @@ def size_for_aspect_ratio(ratio: str, schema: SpaceSchema | None = None) -> Size
         f"(width {schema.width.describe()}, height {schema.height.describe()}; "
         f"at most {float(widest):g}:1); the nearest ratio that fits is {nearest}.",
     )
+
+
+def fit_size(width: int, height: int, schema: SpaceSchema | None = None) -> Size:
+    """The accepted size nearest to ``width`` x ``height`` with its aspect ratio (within
+    ``RATIO_TOLERANCE`` when any accepted size has it, else the closest ratio): on the Space's
+    step and within its bounds. An accepted size is returned unchanged."""
+    return _fit_size(int(width), int(height), schema or SpaceSchema())
+
+
+@functools.lru_cache(maxsize=256)
+def _fit_size(width: int, height: int, schema: SpaceSchema) -> Size:
+    wanted = math.log(width / height)
+    sizes = [Size(w, h) for w in _grid(schema.width) for h in _grid(schema.height)]
+
+    def ratio_error(size: Size) -> float:
+        return abs(math.log(size.width / size.height) - wanted)
+
+    def distance(size: Size) -> float:
+        return abs(math.log(size.width / width)) + abs(math.log(size.height / height))
+
+    close = [size for size in sizes if ratio_error(size) <= math.log1p(RATIO_TOLERANCE)]
+    if close:
+        return min(close, key=lambda size: (distance(size), ratio_error(size)))
+    return min(sizes, key=lambda size: (ratio_error(size), distance(size)))
 
 
 def aspect_ratio_presets(schema: SpaceSchema | None = None) -> dict[str, Size]:

@@ -60,6 +60,8 @@ class StabilityAI_SD35Large:
     model_aliases: ClassVar[dict[str, str]] = {
         "sd-3.5": default_model,
         "sd-3.5-large": default_model,
+        # The seed's own provider id, as g4f spells it (dashes only).
+        "stabilityai-stable-diffusion-3-5-large": default_model,
     }
     image_models: ClassVar[list[str]] = list(model_aliases)
     models = image_models

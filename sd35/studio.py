@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
 from sd35.errors import SD35Error
 from sd35.gallery import SQLiteGalleryStore, StoredImage
 from sd35.metadata import ImageMetadata
@@ -59,21 +57,19 @@ def open_store(root: Path) -> SQLiteGalleryStore:
         return _stores[key]
 
 
-def metadata_for(result: Result, *, space: str) -> ImageMetadata:
+def metadata_for(
+    result: Result, *, space: str, extra: dict[str, Any] | None = None
+) -> ImageMetadata:
     """The metadata written into the PNG: the request with the seed actually used (the
-    store adds the owner)."""
+    store adds the owner; ``extra``, e.g. the APIs' adjustments, is kept beside)."""
     return ImageMetadata.from_request(
-        result.request, result.seed, model=MODEL_NAME, space=space, elapsed=round(result.elapsed, 3)
+        result.request,
+        result.seed,
+        model=MODEL_NAME,
+        space=space,
+        elapsed=round(result.elapsed, 3),
+        extra=extra,
     )
-
-
-def store_result(
-    store: SQLiteGalleryStore, result: Result, *, space: str, user: str | None = None
-) -> StoredImage:
-    """Save a finished image as PNG with its metadata, in the gallery."""
-    with Image.open(result.path) as image:
-        image.load()
-        return store.save(image, metadata_for(result, space=space), user=user)
 
 
 def save_result(
@@ -151,7 +147,10 @@ class Studio:
     # -- generation -----------------------------------------------------------------------------
 
     async def run(
-        self, request: GenerationRequest, user: str | None = None
+        self,
+        request: GenerationRequest,
+        user: str | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> AsyncIterator[StudioEvent]:
         """Stream one generation. The final image comes twice: as ``Result`` the moment it
         arrives (so the page can show it without waiting on disk), then as ``Saved`` once it
@@ -159,7 +158,7 @@ class Studio:
         async for event in self.client.generate(request):
             yield event
             if isinstance(event, Result):
-                meta = metadata_for(event, space=self.client.space)
+                meta = metadata_for(event, space=self.client.space, extra=extra)
                 stored = await asyncio.to_thread(self.keeper.save, event, meta, user=user)
                 yield Saved(event, stored)
 

@@ -175,13 +175,15 @@ def test_openai_models(studio_api: RunningStudio) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "words"),
     [
-        ({"size": "256x256"}, ["512 to 1024 in steps of 32"]),
-        ({"size": "700x512"}, ["512 to 1024 in steps of 32"]),
-        ({"size": "big"}, ["1024x768", "512 to 1024"]),
-        ({"model": "dall-e-3"}, ["dall-e-3", MODEL_ID, "sd-3.5"]),
-        ({"n": 5}, ["1 to 4"]),
+        ({"size": "32x32"}, ["64 to 4096", "512 to 1024 in steps of 32"]),
+        ({"size": "8192x1024"}, ["64 to 4096"]),
+        ({"size": "big"}, ["1024x768", "64 to 4096"]),
+        ({"model": "midjourney"}, ["midjourney", MODEL_ID, "sd-3.5", "dall-e-3"]),
+        ({"n": 11}, ["1 to 10"]),
         ({"prompt": "  "}, ["prompt"]),
-        ({"extra_body": {"guidance_scale": 12}}, ["guidance_scale", "0 to 7.5"]),
+        ({"extra_body": {"guidance_scale": -1}}, ["guidance_scale", "0 to 7.5"]),
+        ({"extra_body": {"num_inference_steps": "many"}}, ["num_inference_steps", "1 to 50"]),
+        ({"response_format": "jpeg"}, ["response_format"]),
     ],
 )
 def test_openai_bad_input_is_400(studio_api: RunningStudio, kwargs: dict, words: list) -> None:
@@ -308,9 +310,9 @@ def test_webuiapi_txt2img_fixed_seed(studio_api: RunningStudio) -> None:
 
 def test_webuiapi_bad_size_is_400(studio_api: RunningStudio) -> None:
     with pytest.raises(RuntimeError) as raised:
-        a1111_client(studio_api).txt2img(prompt="a cat", width=500, height=512)
+        a1111_client(studio_api).txt2img(prompt="a cat", width=5000, height=512)
     status, text = raised.value.args
-    assert status == 400 and "512 to 1024 in steps of 32" in text
+    assert status == 400 and "64 to 4096" in text and "512 to 1024 in steps of 32" in text
 
 
 def test_progress_mid_job_shows_fraction_and_preview(
@@ -344,14 +346,20 @@ def test_interrupt_ends_the_job_and_cancels_the_remote_one(
     api = a1111_client(studio_api)
     finished, cancelled = config.jobs_finished, config.jobs_cancelled
     thread, outcome = run_in_thread(api.txt2img, prompt="never finished", steps=40, n_iter=2)
-    wait_for(lambda: api.get_progress()["state"]["sampling_step"] >= 2, timeout=15)
+    wait_for(lambda: api.get_progress()["current_image"], timeout=15)  # a preview frame exists
     interrupted_at = time.monotonic()
     api.interrupt()
     thread.join(10)
     assert not thread.is_alive() and "result" in outcome, outcome.get("error")
     assert outcome["seconds"] < 4.0  # the job alone would take 2 × 4 s
     assert time.monotonic() - interrupted_at < 3.0
-    assert outcome["result"].images == [] and outcome["result"].info["interrupted"] is True
+    # What existed is returned: the running image's last preview frame, saved and marked.
+    result = outcome["result"]
+    assert result.info["interrupted"] is True and result.info["interrupted_images"] == [True]
+    assert len(result.images) == 1 and result.image.size == (512, 512)
+    meta = read_metadata(result.image)
+    assert meta is not None and meta.extra["interrupted"] is True
+    assert meta.prompt == "never finished"
     # Wait out what the remote job would have taken: it was cancelled, not finished.
     time.sleep(max(0.0, 4.5 - (time.monotonic() - interrupted_at)))
     assert config.jobs_finished == finished
@@ -398,14 +406,20 @@ def test_key_and_basic_auth_accepted_and_own_their_images(keyed_studio: RunningS
     store = keyed_studio.studio.store
     assert [image.meta.prompt for image in store.list(user="api").items] == ["made with the key"]
     assert [image.meta.prompt for image in store.list(user="alice").items] == ["made by alice"]
-    # A URL answer is served with the same auth, and only to the image's owner.
+    # A URL answer works like OpenAI's: no Authorization needed (a tool's server fetches it),
+    # the unguessable token names that one image, and the image id alone opens nothing.
     made = openai_client(keyed_studio, key=KEY).images.generate(
         prompt="by url", response_format="url", extra_body={"num_inference_steps": 2}
     )
     url = made.data[0].url
-    assert httpx.get(url).status_code == 401
-    assert httpx.get(url, auth=ALICE).status_code == 404  # alice does not own it
-    assert httpx.get(url, headers={"authorization": f"Bearer {KEY}"}).status_code == 200
+    fetched = httpx.get(url)
+    assert fetched.status_code == 200 and read_metadata(fetched.content).prompt == "by url"
+    image_id = store.list(user="api", search="by url").items[0].id
+    assert image_id not in url
+    base = url.rsplit("/", 1)[0]
+    for guess in (f"{image_id}.png", "x" * 43 + ".png"):
+        missing = httpx.get(f"{base}/{guess}")
+        assert missing.status_code == 404 and "expired" in missing.json()["error"]["message"]
 
 
 # --- MCP ---------------------------------------------------------------------------------------

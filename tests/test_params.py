@@ -98,7 +98,9 @@ def test_defaults_are_the_spaces_own() -> None:
     ("field", "value", "expected"),
     [
         ("width", 256, "width = 256 is out of range (allowed: 512 to 1024 in steps of 32)"),
-        ("width", 1000, "width = 1000 is out of range"),
+        ("width", 1000, "width = 1000 is off-step"),
+        ("width", 600, "nearest: 576 or 608"),
+        ("height", 520, "height = 520 is off-step: it must be a multiple of 32 from 512"),
         ("height", 2048, "height = 2048 is out of range"),
         ("guidance_scale", 7.6, "guidance_scale = 7.6 is out of range (allowed: 0 to 7.5"),
         ("num_inference_steps", 0, "num_inference_steps = 0 is out of range (allowed: 1 to 50"),

@@ -61,7 +61,7 @@ def test_remote_errors_reach_api_callers_as_their_message(studio, preview_space)
     with pytest.raises(AppError, match="exceeded your GPU quota"):
         client.predict(*generate_args("a cat"), api_name="/generate")
     # Off the Space's 32-pixel grid: the slider lets it through, our validation does not.
-    with pytest.raises(AppError, match="width = 1000 is out of range"):
+    with pytest.raises(AppError, match="width = 1000 is off-step"):
         client.predict("a cat", "", 1000, 512, 4.5, 8, 0, True, 1, api_name="/generate")
 
 

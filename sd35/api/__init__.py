@@ -13,6 +13,9 @@ The package, one concern a module:
 * ``jobs``: the per-studio ``Gate`` bounding generations, ``Job`` progress,
   ``generate_one``/``generate_many`` through ``Studio.run``.
 * ``parsing``: body parsing shared by the HTTP dialects, and the model names.
+* ``compat``: the lenient mapping of the compatibility APIs (OpenAI model aliases and response
+  formats, sizes fitted to the Space's, clamped guidance and steps, credential-free echoes).
+* ``links``: the expiring, credential-free image links of ``response_format: "url"``.
 * ``service``: ``ApiService``, the route plumbing (owner lookup, errors shaped per dialect).
 * ``openai``: the OpenAI Images API (``/v1/images/generations``, ``/v1/models``).
 * ``a1111``: the AUTOMATIC1111 API (``/sdapi/v1/txt2img``, ``/progress``, ``/interrupt``, …).

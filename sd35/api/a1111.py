@@ -10,14 +10,15 @@ import io
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from fastapi import APIRouter
 from PIL import Image
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from sd35.api.errors import ApiError, invalid
+from sd35.api import compat
+from sd35.api.errors import ApiError, invalid, not_text_to_image
 from sd35.api.jobs import Job, generate_many
 from sd35.api.parsing import (
     MODEL_ID,
@@ -28,14 +29,30 @@ from sd35.api.parsing import (
     seed_or_random,
 )
 from sd35.api.service import ApiService, Handler, Handlers, Route, png_b64
-from sd35.metadata import to_a1111
+from sd35.gallery import StoredImage
+from sd35.metadata import ImageMetadata, to_a1111
 from sd35.params import GenerationRequest, batch_requests, build_request
 from sd35.studio import Studio
 
-#: Images per request (batch_size × n_iter).
-MAX_A1111_IMAGES = 8
+#: Images per request (batch_size × n_iter); they run one after another.
+MAX_A1111_IMAGES = 16
 #: The sampler SD 3.5 uses (FlowMatchEulerDiscreteScheduler), as A1111 clients expect to see one.
 SAMPLER = "Euler"
+#: A1111 routes that need an input image, a model on this machine, or training: the Space only
+#: does text-to-image. Any other unknown ``/sdapi/v1/…`` path gets the same 501.
+UNSUPPORTED_A1111 = (
+    "img2img",
+    "extra-single-image",
+    "extra-batch-images",
+    "interrogate",
+    "png-info",
+    "unload-checkpoint",
+    "reload-checkpoint",
+    "create/embedding",
+    "create/hypernetwork",
+    "train/embedding",
+    "train/hypernetwork",
+)
 
 
 def a1111_error(error: ApiError) -> JSONResponse:
@@ -48,9 +65,18 @@ def _default(value: Any, default: Any) -> Any:
     return default if value is None else value
 
 
-def a1111_request(data: dict[str, Any], studio: Studio) -> tuple[GenerationRequest, int]:
-    """(request, image count) from an AUTOMATIC1111 ``txt2img`` body; fields that mean nothing
-    here (sampler, hires fix, scripts, …) are ignored."""
+class A1111Request(NamedTuple):
+    """A ``txt2img`` body as this server runs it."""
+
+    generation: GenerationRequest
+    count: int
+    adjustments: list[compat.Adjustment]
+
+
+def a1111_request(data: dict[str, Any], studio: Studio) -> A1111Request:
+    """The request and image count for an AUTOMATIC1111 ``txt2img`` body, with sizes, CFG and
+    steps the Space would refuse mapped onto what it accepts (noted in ``adjustments``);
+    fields that mean nothing here (sampler, hires fix, scripts, …) are ignored."""
     prompt = data.get("prompt")
     if prompt is None:
         prompt = ""
@@ -64,18 +90,30 @@ def a1111_request(data: dict[str, Any], studio: Studio) -> tuple[GenerationReque
         )
     seed = seed_or_random(data.get("seed"))
     schema = studio.schema()
+    notes: list[compat.Adjustment] = []
+    width, height = compat.fit_dimensions(
+        _default(data.get("width"), int(schema.width.default)),
+        _default(data.get("height"), int(schema.height.default)),
+        schema,
+        notes,
+        field="width x height",
+    )
     request = build_request(
         prompt,
         negative_prompt=optional_text(data, "negative_prompt"),
-        width=_default(data.get("width"), int(schema.width.default)),
-        height=_default(data.get("height"), int(schema.height.default)),
-        guidance_scale=data.get("cfg_scale"),
-        num_inference_steps=data.get("steps"),
+        width=width,
+        height=height,
+        guidance_scale=compat.clamp_number(
+            "cfg_scale", data.get("cfg_scale"), schema.guidance_scale, notes, integral=False
+        ),
+        num_inference_steps=compat.clamp_number(
+            "steps", data.get("steps"), schema.num_inference_steps, notes, integral=True
+        ),
         seed=seed,
         randomize_seed=seed is None,
         schema=schema,
     )
-    return request, batch_size * n_iter
+    return A1111Request(request, batch_size * n_iter, notes)
 
 
 def _preview_b64(path: Path) -> str:
@@ -112,59 +150,101 @@ def _progress_body(
     }
 
 
+def nothing_to_show() -> ApiError:
+    """The answer when /interrupt came before the Space sent any image or preview frame.
+
+    Not 200 with ``images: []``: ``webuiapi``'s ``result.image`` is ``images[0]`` and raises
+    IndexError on it, while any non-200 makes ``webuiapi`` raise its usual
+    ``RuntimeError(status, text)``, and SillyTavern's server (which calls /interrupt itself when
+    its user cancels) reports a failed generation; both handle that path already."""
+    return ApiError(
+        409,
+        "Interrupted before the Space sent any image or preview frame: nothing to return.",
+        code="interrupted",
+        title="Interrupted",
+    )
+
+
+def _info(
+    generation: GenerationRequest,
+    stored: list[StoredImage],
+    seeds: list[int],
+    job: Job,
+    data: dict[str, Any],
+    notes: list[str],
+) -> dict[str, Any]:
+    """A1111's ``info`` object: what was made (the true size) and what was changed."""
+    extra_params = {"Adjustments": "; ".join(notes)} if notes else {}
+    return {
+        "prompt": generation.prompt,
+        "all_prompts": [generation.prompt] * len(stored),
+        "negative_prompt": generation.negative_prompt,
+        "all_negative_prompts": [generation.negative_prompt] * len(stored),
+        "seed": seeds[0],
+        "all_seeds": seeds,
+        "subseed": -1,
+        "all_subseeds": [-1] * len(seeds),
+        "subseed_strength": 0,
+        "width": generation.width,
+        "height": generation.height,
+        "sampler_name": SAMPLER,
+        "cfg_scale": generation.guidance_scale,
+        "steps": generation.num_inference_steps,
+        "batch_size": data.get("batch_size", 1),
+        "restore_faces": False,
+        "face_restoration_model": None,
+        "sd_model_name": MODEL_ID,
+        "sd_model_hash": None,
+        "sd_vae_name": None,
+        "sd_vae_hash": None,
+        "seed_resize_from_w": -1,
+        "seed_resize_from_h": -1,
+        "denoising_strength": 0,
+        "extra_generation_params": extra_params,
+        "index_of_first_image": 0,
+        "infotexts": [to_a1111(image.meta) for image in stored],
+        "styles": [],
+        "job_timestamp": job.timestamp,
+        "clip_skip": 1,
+        "is_using_inpainting_conditioning": False,
+        "version": "sd35",
+        "interrupted": job.interrupted,
+        "interrupted_images": [bool(image.meta.extra.get("interrupted")) for image in stored],
+        "adjustments": notes,
+    }
+
+
 class A1111Handlers(Handlers):
     """The AUTOMATIC1111 route handlers."""
 
     async def txt2img(self, request: Request, owner: str | None) -> dict[str, Any]:
         data = await json_body(request)
-        generation, count = a1111_request(data, self.studio)
-        requests = batch_requests(generation, count)
-        with self.gate.slot(), self.gate.track(Job(owner, count)) as job:
-            results = await generate_many(self.studio, requests, owner, job)
+        asked = a1111_request(data, self.studio)
+        generation, notes = asked.generation, compat.adjustment_notes(asked.adjustments)
+        requests = batch_requests(generation, asked.count)
+        extra = {"api_adjustments": notes} if notes else None
+        with self.gate.slot(), self.gate.track(Job(owner, asked.count)) as job:
+            results = await generate_many(self.studio, requests, owner, job, extra)
+        stored = [saved.image for saved in results]
+        seeds = [saved.result.seed for saved in results]
+        if job.interrupted and job.preview is not None:
+            # What exists of the image that was running: its last preview frame, kept.
+            partial = requests[min(job.job_no, len(requests) - 1)]
+            kept = await asyncio.to_thread(self._keep_preview, job, partial, owner, notes)
+            if kept is not None:
+                stored.append(kept)
+                seeds.append(kept.meta.seed)
+        if not stored and job.interrupted:
+            raise nothing_to_show()
         send_images = data.get("send_images", True) is not False
         images = (
-            [await asyncio.to_thread(png_b64, saved.image.path) for saved in results]
+            [await asyncio.to_thread(png_b64, image.path) for image in stored]
             if send_images
             else []
         )
-        seeds = [saved.result.seed for saved in results] or [generation.seed]
-        info = {
-            "prompt": generation.prompt,
-            "all_prompts": [generation.prompt] * len(results),
-            "negative_prompt": generation.negative_prompt,
-            "all_negative_prompts": [generation.negative_prompt] * len(results),
-            "seed": seeds[0],
-            "all_seeds": seeds,
-            "subseed": -1,
-            "all_subseeds": [-1] * len(seeds),
-            "subseed_strength": 0,
-            "width": generation.width,
-            "height": generation.height,
-            "sampler_name": SAMPLER,
-            "cfg_scale": generation.guidance_scale,
-            "steps": generation.num_inference_steps,
-            "batch_size": data.get("batch_size", 1),
-            "restore_faces": False,
-            "face_restoration_model": None,
-            "sd_model_name": MODEL_ID,
-            "sd_model_hash": None,
-            "sd_vae_name": None,
-            "sd_vae_hash": None,
-            "seed_resize_from_w": -1,
-            "seed_resize_from_h": -1,
-            "denoising_strength": 0,
-            "extra_generation_params": {},
-            "index_of_first_image": 0,
-            "infotexts": [to_a1111(saved.image.meta) for saved in results],
-            "styles": [],
-            "job_timestamp": job.timestamp,
-            "clip_skip": 1,
-            "is_using_inpainting_conditioning": False,
-            "version": "sd35",
-            "interrupted": job.interrupted,
-        }
+        info = _info(generation, stored, seeds or [generation.seed], job, data, notes)
         parameters = {
-            **data,
+            **compat.without_credentials(data),
             "prompt": generation.prompt,
             "negative_prompt": generation.negative_prompt,
             "seed": data.get("seed", -1),
@@ -176,6 +256,26 @@ class A1111Handlers(Handlers):
             "n_iter": data.get("n_iter", 1),
         }
         return {"images": images, "parameters": parameters, "info": json.dumps(info)}
+
+    def _keep_preview(
+        self, job: Job, request: GenerationRequest, owner: str | None, notes: list[str]
+    ) -> StoredImage | None:
+        """Save the interrupted image's last preview frame in the gallery, marked as such
+        (None when the frame can no longer be read)."""
+        if job.preview is None:
+            return None
+        extra: dict[str, Any] = {"interrupted": True, "preview_step": job.step}
+        if notes:
+            extra["api_adjustments"] = notes
+        meta = ImageMetadata.from_request(
+            request, model=MODEL_ID, space=self.studio.client.space, extra=extra
+        )
+        try:
+            with Image.open(job.preview) as frame:
+                image = frame.convert("RGB")
+        except OSError:  # e.g. the client's temporary folder went with the cancelled job
+            return None
+        return self.studio.store.save(image, meta, user=owner)
 
     async def progress(self, request: Request, owner: str | None) -> dict[str, Any]:
         jobs = self.gate.jobs_of(owner)
@@ -241,6 +341,10 @@ class A1111Handlers(Handlers):
         return {}  # nothing else is settable here; accepted so clients that save options work
 
 
+async def _unsupported(request: Request, owner: str | None) -> Any:
+    raise not_text_to_image(request.url.path)
+
+
 def _constant(value: Any) -> Handler:
     async def handler(request: Request, owner: str | None) -> Any:
         return value
@@ -285,6 +389,13 @@ def a1111_router(service: ApiService) -> APIRouter:
         *(
             Route("GET", f"/sdapi/v1/{name}", _constant(value))
             for name, value in A1111_CONSTANTS.items()
+        ),
+        *(Route("POST", f"/sdapi/v1/{name}", _unsupported) for name in UNSUPPORTED_A1111),
+        # Last: anything else under /sdapi/v1 (extensions' routes, …) answers JSON, not a bare
+        # 404 that a plugin would swallow.
+        *(
+            Route(method, "/sdapi/v1/{rest:path}", _unsupported)
+            for method in ("GET", "POST", "PUT", "DELETE")
         ),
     ]
     return service.router(a1111_error, routes)

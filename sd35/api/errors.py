@@ -4,6 +4,9 @@ dialect module turns an ``ApiError`` into its own response body."""
 
 from __future__ import annotations
 
+import math
+from datetime import datetime
+
 from sd35 import errors as sd35_errors
 from sd35.safekeeping import ImageNotSavedError
 
@@ -57,8 +60,9 @@ def api_error(error: sd35_errors.SD35Error) -> ApiError:
         return ApiError(400, error.message, code="invalid_value", param=error.field, title=title)
     if isinstance(error, sd35_errors.QuotaExceededError):
         headers = {"x-should-retry": "false"}  # retrying at once cannot help
-        if error.retry_after is not None:
-            headers["retry-after"] = str(int(error.retry_after.total_seconds()))
+        wait = retry_after_seconds(error)
+        if wait is not None:
+            headers["retry-after"] = str(wait)
         return ApiError(
             429,
             error.message,
@@ -75,6 +79,21 @@ def api_error(error: sd35_errors.SD35Error) -> ApiError:
     return ApiError(500, error.message, kind="server_error", code="internal_error", title=title)
 
 
+def retry_after_seconds(
+    error: sd35_errors.QuotaExceededError, now: datetime | None = None
+) -> int | None:
+    """Whole seconds until the quota allows another try (rounded up, at least 1: a
+    ``Retry-After: 0`` would invite a retry that fails again), or None when the wait is unknown.
+    Counted to ``retry_at`` so that an error answered later names the wait that remains."""
+    if error.retry_at is not None:
+        remaining = (error.retry_at - (now or datetime.now())).total_seconds()
+    elif error.retry_after is not None:
+        remaining = error.retry_after.total_seconds()
+    else:
+        return None
+    return max(1, math.ceil(remaining))
+
+
 def invalid(message: str, param: str | None = None, code: str = "invalid_value") -> ApiError:
     """A 400 for bad input, naming the offending field in ``param``."""
     return ApiError(400, message, code=code, param=param, title="Invalid input")
@@ -87,4 +106,17 @@ def internal() -> ApiError:
         "Internal error in the studio; see its log.",
         kind="server_error",
         code="internal_error",
+    )
+
+
+def not_text_to_image(path: str) -> ApiError:
+    """The 501 for an image route the Space cannot serve."""
+    return ApiError(
+        501,
+        f"{path} is not available: the Stable Diffusion 3.5 Large Space only does "
+        "text-to-image (no image input, editing, variations or upscaling). Use "
+        "/v1/images/generations or /sdapi/v1/txt2img.",
+        kind="invalid_request_error",
+        code="unsupported_operation",
+        title="Not Implemented",
     )

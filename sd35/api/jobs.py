@@ -117,12 +117,16 @@ def gate_for(studio: Studio) -> Gate:
 
 
 async def generate_one(
-    studio: Studio, request: GenerationRequest, owner: str | None, job: Job | None = None
+    studio: Studio,
+    request: GenerationRequest,
+    owner: str | None,
+    job: Job | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> Saved:
     """Run one request through ``Studio.run`` (so it is saved in the gallery), noting progress
     on ``job``; returns the saved image."""
     saved: Saved | None = None
-    async for event in studio.run(request, owner):
+    async for event in studio.run(request, owner, extra):
         if job is None:
             pass
         elif isinstance(event, Queued):
@@ -142,7 +146,11 @@ async def generate_one(
 
 
 async def generate_many(
-    studio: Studio, requests: Sequence[GenerationRequest], owner: str | None, job: Job | None
+    studio: Studio,
+    requests: Sequence[GenerationRequest],
+    owner: str | None,
+    job: Job | None,
+    extra: dict[str, Any] | None = None,
 ) -> list[Saved]:
     """Run requests one after another (each image its own Space job). With a ``job``, each
     image runs as a task that ``/interrupt`` (all) or ``/skip`` (this one) may cancel; the
@@ -150,16 +158,17 @@ async def generate_many(
     results: list[Saved] = []
     for index, request in enumerate(requests):
         if job is None:
-            results.append(await generate_one(studio, request, owner))
+            results.append(await generate_one(studio, request, owner, None, extra))
             continue
         if job.interrupted:
             break
         job.job_no, job.step, job.steps = index, 0, request.num_inference_steps
         job.preview, job.skipped, job.queued = None, False, True
-        task = asyncio.ensure_future(generate_one(studio, request, owner, job))
+        task = asyncio.ensure_future(generate_one(studio, request, owner, job, extra))
         job.current = task
         try:
             results.append(await task)
+            job.preview = None  # finished: its frames no longer stand for anything unsaved
         except asyncio.CancelledError:
             # Cancelled by /interrupt or /skip: the remote job was cancelled (Generation ends
             # it when its iteration is cancelled). Anything else cancelling us propagates.

@@ -6,14 +6,16 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
-from sd35.api.errors import ApiError, invalid
+from sd35.api import compat
+from sd35.api.errors import ApiError, invalid, not_text_to_image
 from sd35.api.jobs import generate_many
+from sd35.api.links import ImageLinks
 from sd35.api.parsing import (
     MODEL_ID,
     MODELS,
@@ -24,14 +26,15 @@ from sd35.api.parsing import (
     seed_or_random,
 )
 from sd35.api.service import ApiService, Handlers, Route, png_b64
-from sd35.errors import InvalidRequestError
-from sd35.gallery import StoredImage
 from sd35.params import GenerationRequest, batch_requests, build_request
 from sd35.studio import Studio
 
-#: Images per request.
-MAX_OPENAI_IMAGES = 4
+#: Images per request (OpenAI's own limit for dall-e-2 and the GPT image models); they run one
+#: after another.
+MAX_OPENAI_IMAGES = 10
 _SIZE = re.compile(r"^\s*(\d{1,5})\s*[xX×]\s*(\d{1,5})\s*$")
+#: OpenAI image routes the Space cannot serve (it only does text-to-image).
+UNSUPPORTED_OPENAI = ("/v1/images/edits", "/v1/images/variations")
 
 
 def openai_error(error: ApiError) -> JSONResponse:
@@ -47,8 +50,19 @@ def openai_error(error: ApiError) -> JSONResponse:
     return JSONResponse(body, status_code=error.status, headers=error.headers)
 
 
-def openai_request(data: dict[str, Any], studio: Studio) -> tuple[GenerationRequest, int, str]:
-    """(request, n, response_format) from an OpenAI ``images/generations`` body."""
+class OpenAIRequest(NamedTuple):
+    """An ``images/generations`` body as this server runs it."""
+
+    generation: GenerationRequest
+    n: int
+    response_format: str
+    adjustments: list[compat.Adjustment]
+
+
+def openai_request(data: dict[str, Any], studio: Studio) -> OpenAIRequest:
+    """The request, count and response format for an OpenAI ``images/generations`` body, with
+    sizes, guidance and steps the Space would refuse mapped onto what it accepts (noted in
+    ``adjustments``). Quality, style, background and similar OpenAI options are ignored."""
     prompt = data.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():
         raise invalid("prompt is required: describe the image.", "prompt")
@@ -56,37 +70,48 @@ def openai_request(data: dict[str, Any], studio: Studio) -> tuple[GenerationRequ
     if data.get("stream"):
         raise invalid("Streaming is not supported here; leave stream unset.", "stream")
     n = count_field(data, "n", 1, MAX_OPENAI_IMAGES)
-    response_format = data.get("response_format") or "b64_json"
-    if response_format not in ("b64_json", "url"):
-        raise invalid("response_format must be 'url' or 'b64_json'.", "response_format")
+    response_format = compat.response_format_for(data.get("model"), data.get("response_format"))
     schema = studio.schema()
-    allowed = f"width {schema.width.describe()}, height {schema.height.describe()}"
+    notes: list[compat.Adjustment] = []
     size = data.get("size")
     width = height = None
     if size is not None and size != "auto":
         match = _SIZE.match(size) if isinstance(size, str) else None
         if match is None:
-            raise invalid(f"size must look like 1024x768, or be auto ({allowed}).", "size")
-        width, height = int(match.group(1)), int(match.group(2))
-    seed = seed_or_random(data.get("seed"))
-    try:
-        request = build_request(
-            prompt,
-            negative_prompt=optional_text(data, "negative_prompt"),
-            aspect_ratio=optional_text(data, "aspect_ratio") or "1:1",
-            width=width,
-            height=height,
-            guidance_scale=data.get("guidance_scale"),
-            num_inference_steps=data.get("num_inference_steps"),
-            seed=seed,
-            randomize_seed=seed is None,
-            schema=schema,
+            raise invalid(
+                f"size must look like 1024x768, or be auto (any size from {compat.MIN_SIDE} to "
+                f"{compat.MAX_SIDE} per side is mapped onto the Space's sizes).",
+                "size",
+            )
+        width, height = compat.fit_dimensions(
+            int(match.group(1)), int(match.group(2)), schema, notes
         )
-    except InvalidRequestError as error:
-        if error.field in ("width", "height") and width is not None:
-            raise invalid(f"size {size} is not allowed: {error.message}", "size") from None
-        raise
-    return request, n, response_format
+    seed = seed_or_random(data.get("seed"))
+    request = build_request(
+        prompt,
+        negative_prompt=optional_text(data, "negative_prompt"),
+        aspect_ratio=optional_text(data, "aspect_ratio") or "1:1",
+        width=width,
+        height=height,
+        guidance_scale=compat.clamp_number(
+            "guidance_scale",
+            data.get("guidance_scale"),
+            schema.guidance_scale,
+            notes,
+            integral=False,
+        ),
+        num_inference_steps=compat.clamp_number(
+            "num_inference_steps",
+            data.get("num_inference_steps"),
+            schema.num_inference_steps,
+            notes,
+            integral=True,
+        ),
+        seed=seed,
+        randomize_seed=seed is None,
+        schema=schema,
+    )
+    return OpenAIRequest(request, n, response_format, notes)
 
 
 def _model_card(model: str) -> dict[str, Any]:
@@ -96,20 +121,31 @@ def _model_card(model: str) -> dict[str, Any]:
 class OpenAIHandlers(Handlers):
     """The OpenAI route handlers."""
 
+    def __init__(self, service: ApiService, links: ImageLinks | None = None) -> None:
+        super().__init__(service)
+        self.links = links or ImageLinks()
+
     async def images_generations(self, request: Request, owner: str | None) -> dict[str, Any]:
         data = await json_body(request)
-        generation, n, response_format = openai_request(data, self.studio)
+        asked = openai_request(data, self.studio)
+        generation = asked.generation
+        extra = {"api_adjustments": compat.adjustment_notes(asked.adjustments)}
         with self.gate.slot():
-            results = await generate_many(self.studio, batch_requests(generation, n), owner, None)
+            results = await generate_many(
+                self.studio,
+                batch_requests(generation, asked.n),
+                owner,
+                None,
+                extra if asked.adjustments else None,
+            )
         items = []
         for saved in results:
             item: dict[str, Any] = {"revised_prompt": generation.prompt, "seed": saved.result.seed}
-            if response_format == "b64_json":
+            if asked.response_format == "b64_json":
                 item["b64_json"] = await asyncio.to_thread(png_b64, saved.image.path)
             else:
-                item["url"] = str(
-                    request.url_for("sd35_image_file", image_id=f"{saved.image.id}.png")
-                )
+                token = self.links.issue(saved.image.path)
+                item["url"] = str(request.url_for("sd35_image_link", token=f"{token}.png"))
             items.append(item)
         return {
             "created": int(time.time()),
@@ -118,31 +154,47 @@ class OpenAIHandlers(Handlers):
             "output_format": "png",
         }
 
-    async def image_file(self, request: Request, owner: str | None) -> Response:
-        image_id = request.path_params["image_id"].removesuffix(".png")
-        image = await asyncio.to_thread(self._stored_file, image_id, owner)
-        if image is None:
-            raise ApiError(404, f"No image {image_id!r} here.", code="not_found", title="Not found")
-        return FileResponse(image.path, media_type="image/png", filename=image.path.name)
-
-    def _stored_file(self, image_id: str, owner: str | None) -> StoredImage | None:
-        image = self.studio.store.get(image_id, owner)
-        return image if image is not None and image.path.is_file() else None
+    async def image_link(self, request: Request) -> Response:
+        """``GET /v1/images/files/<token>.png``: the one image a link names, without
+        credentials (the token is the credential), until it expires."""
+        token = request.path_params["token"].removesuffix(".png")
+        path = self.links.resolve(token)
+        if path is None or not await asyncio.to_thread(path.is_file):
+            return openai_error(
+                ApiError(
+                    404,
+                    "No such image link, or it has expired (links work for one hour); "
+                    "generate again, or ask for response_format b64_json.",
+                    code="not_found",
+                    title="Not found",
+                )
+            )
+        return FileResponse(
+            path,
+            media_type="image/png",
+            filename=path.name,
+            headers={"cache-control": "private, max-age=3600"},
+        )
 
     async def models(self, request: Request, owner: str | None) -> dict[str, Any]:
         return {"object": "list", "data": [_model_card(model) for model in MODELS]}
 
     async def model(self, request: Request, owner: str | None) -> dict[str, Any]:
         model = request.path_params["model"]
-        if model.lower() not in MODELS:
+        try:
+            resolve_model(model)
+        except ApiError:
             raise ApiError(
                 404,
                 f"The model {model!r} does not exist here; this server offers {MODEL_ID}.",
                 code="model_not_found",
                 param="model",
                 title="Not found",
-            )
-        return _model_card(model.lower())
+            ) from None
+        return _model_card(model.strip().lower())
+
+    async def unsupported(self, request: Request, owner: str | None) -> dict[str, Any]:
+        raise not_text_to_image(request.url.path)
 
 
 def openai_router(service: ApiService) -> APIRouter:
@@ -152,7 +204,16 @@ def openai_router(service: ApiService) -> APIRouter:
         Route("POST", "/v1/images/generations", handlers.images_generations),
         Route("GET", "/v1/models", handlers.models),
         Route("GET", "/v1/models/{model}", handlers.model),
-        # Named: ``images_generations`` builds its ``url`` answers with ``url_for``.
-        Route("GET", "/v1/images/files/{image_id}", handlers.image_file, "sd35_image_file"),
+        *(Route("POST", path, handlers.unsupported) for path in UNSUPPORTED_OPENAI),
     ]
-    return service.router(openai_error, routes)
+    router = service.router(openai_error, routes)
+    # No credentials on this one: like OpenAI's image URLs, the unguessable token is the key,
+    # so a tool's server can fetch the image it was given. Named for ``url_for``.
+    router.add_api_route(
+        "/v1/images/files/{token}",
+        handlers.image_link,
+        methods=["GET"],
+        include_in_schema=False,
+        name="sd35_image_link",
+    )
+    return router

@@ -9,11 +9,13 @@ from typing import Any
 
 from starlette.requests import Request
 
+from sd35.api import compat
 from sd35.api.errors import ApiError, invalid
 from sd35.studio import MODEL_NAME
 
 MODEL_ID = MODEL_NAME
-MODEL_ALIASES = ("sd-3.5", "sd-3.5-large")
+#: Our own names; the seed's provider id is spelled with dashes too (as g4f does).
+MODEL_ALIASES = ("sd-3.5", "sd-3.5-large", "stabilityai-stable-diffusion-3-5-large")
 MODELS = (MODEL_ID, *MODEL_ALIASES)
 #: A request body larger than this is refused (a prompt is at most a few KiB).
 MAX_BODY_BYTES = 1024 * 1024
@@ -79,9 +81,11 @@ def resolve_model(model: Any) -> str:
         return MODEL_ID
     if isinstance(model, str) and model.strip().lower() in MODELS:
         return MODEL_ID
+    if compat.model_family(model) is not None:  # dall-e-3, gpt-image-1, configured aliases
+        return MODEL_ID
     raise invalid(
         f"Unknown model {model!r}. This server offers {MODEL_ID} (aliases: "
-        f"{', '.join(MODEL_ALIASES)}).",
+        f"{', '.join(MODEL_ALIASES)}, and OpenAI's dall-e-2, dall-e-3, gpt-image-1).",
         "model",
         code="model_not_found",
     )
