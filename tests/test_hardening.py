@@ -167,8 +167,12 @@ def test_with_auth_the_apis_refuse_anonymous_callers(auth_api_studio, preview_sp
     made = httpx.post(f"{url}v1/images/generations", json=body, auth=ALICE, timeout=60)
     assert made.status_code == 200, made.text
     link = made.json()["data"][0]["url"]
-    assert httpx.get(link, timeout=30).status_code == 401
-    assert httpx.get(link, auth=ALICE, timeout=30).status_code == 200
+    # The link is OpenAI's kind: unguessable, short-lived, fetched by a tool's server without
+    # credentials, and it opens that one image only; the stored image's own id opens nothing.
+    assert httpx.get(link, timeout=30).status_code == 200
+    image_id = auth_api_studio.studio.store.list(user="alice").items[0].id
+    by_id = httpx.get(f"{url}v1/images/files/{image_id}.png", timeout=30)
+    assert by_id.status_code == 404
     # Alice made it, so Alice's page lists it.
     assert auth_api_studio.studio.store.list(user="alice").total == 1
 
