@@ -205,6 +205,15 @@ def _text(name: str, value: Any) -> str:
     return value
 
 
+def finite_number(value: Any) -> bool:
+    """True for a real number a float can hold: not a bool, NaN, infinity or an int past 2**53."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    if isinstance(value, int):
+        return -(2**53) <= value <= 2**53
+    return math.isfinite(value)
+
+
 def _number(name: str, value: Any, bounds: NumberRange, *, integral: bool) -> int | float:
     allowed = f"allowed: {bounds.describe()}"
     if isinstance(value, bool) or not isinstance(value, (int, float)):

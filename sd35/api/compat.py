@@ -19,7 +19,6 @@ image's metadata (``extra["api_adjustments"]``).
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import urllib.parse
@@ -27,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sd35.api.errors import invalid
-from sd35.params import NumberRange, SpaceSchema, fit_size
+from sd35.params import NumberRange, SpaceSchema, finite_number, fit_size
 
 #: OpenAI's DALL-E model names: their default ``response_format`` is ``url``.
 DALLE_MODELS = ("dall-e-2", "dall-e-3")
@@ -97,9 +96,7 @@ def _show(value: Any) -> str:
 
 def _whole(value: Any) -> int | None:
     """``value`` as an int when it is a whole finite number (not a bool), else None."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    if not math.isfinite(value) or value != int(value):
+    if not finite_number(value) or value != int(value):
         return None
     return int(value)
 
@@ -140,7 +137,7 @@ def clamp_number(
 ) -> Any:
     """``value`` clamped to ``bounds.maximum`` when above it (and, for decimals, rounded to the
     step); anything that makes no sense is returned as is for ``params`` to refuse."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if not finite_number(value):
         return value
     if value < bounds.minimum or (integral and value != int(value)):
         return value
