@@ -259,7 +259,7 @@ def to_a1111(meta: ImageMetadata) -> str:
 RAW_PROMPT = "Raw prompt"
 RAW_NEGATIVE = "Raw negative prompt"
 #: Inside a raw JSON string: a JSON escape pair, or a character some reader splits on.
-_RAW_TOKEN = re.compile(r'\\.|[:\u2028\u2029]', re.S)
+_RAW_TOKEN = re.compile(r"\\.|[:\u2028\u2029]", re.S)
 
 
 def raw_json(text: str) -> str:
