@@ -324,6 +324,16 @@ def parse_a1111(text: str) -> dict[str, Any]:
     return result
 
 
+def a1111_pairs(text: str) -> list[tuple[str, str]]:
+    """The ``Key: value`` pairs of A1111 text's parameter line, in order, values unquoted (the
+    line counts only with at least three pairs, as in A1111's parser)."""
+    last = text.strip().split("\n")[-1]
+    found = _RE_PARAM.findall(last)
+    if len(found) < 3:
+        return []
+    return [(key.strip(), _unquote(value)) for key, value in found]
+
+
 def _finite(number: float) -> float:
     if not math.isfinite(number):
         raise ValueError(number)
@@ -437,7 +447,7 @@ _A1111_FIELDS = frozenset(
 )
 
 
-def _metadata_from_fooocus_json(text: str) -> ImageMetadata | None:
+def metadata_from_fooocus_json(text: str) -> ImageMetadata | None:
     """Fooocus's own scheme: a JSON object in ``parameters``."""
     data = json.loads(text)
     if not isinstance(data, dict) or not isinstance(data.get("prompt"), str):
@@ -567,7 +577,7 @@ def metadata_from_texts(texts: dict[str, str]) -> ImageMetadata | None:
     if parameters:
         with contextlib.suppress(ValueError, TypeError, OverflowError, RecursionError):
             if parameters.lstrip().startswith("{"):
-                return _metadata_from_fooocus_json(parameters)
+                return metadata_from_fooocus_json(parameters)
             return metadata_from_a1111(parameters)
     return None
 
