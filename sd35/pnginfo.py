@@ -402,12 +402,15 @@ def _scalar(graph: dict[str, dict[str, Any]], value: Any, names: tuple[str, ...]
     return None
 
 
-def _text_of(graph: dict[str, dict[str, Any]], link: Any, depth: int = 0) -> str | None:
+def _text_of(
+    graph: dict[str, dict[str, Any]], link: Any, seen: frozenset[str] = frozenset()
+) -> str | None:
     """The prompt text behind a conditioning input: the text-encode node's own text, through
     conditioning nodes (combine, set area, ControlNet, …); ZeroOut is the empty text."""
     node = _node(graph, link)
-    if node is None or depth > _MAX_DEPTH:
+    if node is None or str(link[0]) in seen or len(seen) > _MAX_DEPTH:
         return None
+    seen = seen | {str(link[0])}
     if node.get("class_type") == "ConditioningZeroOut":
         return ""
     inputs = node["inputs"]
@@ -418,7 +421,7 @@ def _text_of(graph: dict[str, dict[str, Any]], link: Any, depth: int = 0) -> str
                 return text
     for name, value in inputs.items():
         if _is_link(value) and ("conditioning" in name or name in ("positive", "negative")):
-            text = _text_of(graph, value, depth + 1)
+            text = _text_of(graph, value, seen)
             if text is not None:
                 return text
     return None
