@@ -376,7 +376,8 @@ def _pick_sampler(graph: dict[str, dict[str, Any]]) -> str | None:
     samplers = [
         key
         for key, node in graph.items()
-        if {"positive", "negative"} <= set(node["inputs"]) or "guider" in node["inputs"]
+        if "latent_image" in node["inputs"]  # not ControlNet & co., which take prompts too
+        and ({"positive", "negative"} <= set(node["inputs"]) or "guider" in node["inputs"])
     ]
     for key in samplers:
         latent = _node(graph, graph[key]["inputs"].get("latent_image"))
@@ -419,8 +420,10 @@ def _text_of(
             text = _scalar(graph, inputs[name], _TEXT_INPUTS)
             if isinstance(text, str):
                 return text
+    if {"positive", "negative"} <= set(inputs):  # ControlNet & co.: outputs 0 and 1 are those
+        return _text_of(graph, inputs["negative" if link[1] == 1 else "positive"], seen)
     for name, value in inputs.items():
-        if _is_link(value) and ("conditioning" in name or name in ("positive", "negative")):
+        if _is_link(value) and "conditioning" in name:
             text = _text_of(graph, value, seen)
             if text is not None:
                 return text

@@ -258,6 +258,21 @@ def test_comfyui_sd35_graph_with_zeroed_and_combined_negative() -> None:
     assert (meta.prompt, meta.negative_prompt, meta.seed) == ("a lighthouse\nat dusk", "blurry", 42)
 
 
+def test_comfyui_img2img_through_controlnet() -> None:
+    prompt = json.loads(json.dumps(SIMPLE_PROMPT))
+    prompt["1"] = api_node(
+        "ControlNetApplyAdvanced", positive=["6", 0], negative=["7", 0], strength=0.8
+    )
+    prompt["3"]["inputs"].update(positive=["1", 0], negative=["1", 1], latent_image=["2", 0])
+    prompt["2"] = api_node("VAEEncode", pixels=["10", 0], vae=["4", 2])
+    prompt["10"] = api_node("LoadImage", image="photo.png")
+    info = read_png_info(comfy_png(prompt, None))
+    meta = info.metadata
+    assert meta is not None and info.fields[-1] == ("Sampler node", "3 (KSampler)")
+    assert (meta.prompt, meta.negative_prompt) == ("a cosy cabin, snow: falling", "blurry")
+    assert "Width" in info.note  # an image's latent: no size in the graph
+
+
 def test_comfyui_sampler_custom_advanced() -> None:
     prompt = {
         "1": api_node("CheckpointLoaderSimple", ckpt_name="sd3.5_large.safetensors"),
