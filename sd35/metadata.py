@@ -574,11 +574,14 @@ def metadata_from_texts(texts: dict[str, str]) -> ImageMetadata | None:
         with contextlib.suppress(ValueError, TypeError, OverflowError):
             return ImageMetadata.from_json(ours)
     parameters = texts.get(PARAMETERS_KEY)
-    if parameters:
+    if not parameters:
+        return None
+    if parameters.lstrip().startswith("{"):
         with contextlib.suppress(ValueError, TypeError, OverflowError, RecursionError):
-            if parameters.lstrip().startswith("{"):
-                return metadata_from_fooocus_json(parameters)
-            return metadata_from_a1111(parameters)
+            return metadata_from_fooocus_json(parameters)
+    # Not JSON after all: A1111 text whose prompt starts with "{" (e.g. "{red|blue} car").
+    with contextlib.suppress(ValueError, TypeError, OverflowError, RecursionError):
+        return metadata_from_a1111(parameters)
     return None
 
 

@@ -143,8 +143,14 @@ def _ours(chunks: dict[str, str]) -> PngInfo | None:
 
 
 def _parameters_json(chunks: dict[str, str]) -> Any:
+    """``parameters`` as JSON, or None when it is not (A1111 text may start with "{" too)."""
     text = chunks.get(PARAMETERS_KEY, "").strip()
-    return json.loads(text) if text.startswith("{") else None
+    if not text.startswith("{"):
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
 
 
 def _swarmui(chunks: dict[str, str]) -> PngInfo | None:
@@ -245,7 +251,7 @@ def _invokeai(chunks: dict[str, str]) -> PngInfo | None:
 
 def _a1111(chunks: dict[str, str]) -> PngInfo | None:
     text = chunks.get(PARAMETERS_KEY)
-    if not text or text.lstrip().startswith("{"):
+    if not text or isinstance(_parameters_json(chunks), dict):
         return None
     parsed = parse_a1111(text)
     pairs = a1111_pairs(text)

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from PIL import Image, PngImagePlugin
 
-from sd35.metadata import ImageMetadata, NotAnImageError, png_info, to_a1111
+from sd35.metadata import ImageMetadata, NotAnImageError, png_info, read_metadata, to_a1111
 from sd35.pnginfo import NO_METADATA, UNKNOWN, format_info, panel, read_png_info
 
 
@@ -68,6 +68,16 @@ def test_a1111_file() -> None:
     assert (meta.width, meta.height, meta.model) == (512, 768, "anythingV5_PrtRE")
     assert "Sampler" in info.note and "Schedule type" in info.note  # not used by this Space
     assert "seed" in info.note  # 3405691582 is beyond the Space's seeds: the note says so
+
+
+def test_a1111_file_whose_prompt_starts_with_a_brace() -> None:
+    text = "{red|blue} car, (masterpiece:1.2)\n" + A1111_TEXT.split("\n", 1)[1]
+    data = pillow_png({"parameters": text})
+    info = read_png_info(data)
+    assert info.source == "AUTOMATIC1111"
+    assert info.metadata is not None and info.metadata.prompt == "{red|blue} car, (masterpiece:1.2)"
+    meta = read_metadata(data)
+    assert meta is not None and meta.seed == 3405691582
 
 
 def test_a1111_file_without_negative_line() -> None:

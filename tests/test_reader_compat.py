@@ -41,6 +41,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image, PngImagePlugin
 
 from sd35.metadata import ImageMetadata, to_a1111, write_png
@@ -655,6 +657,16 @@ def test_swarmui_keeps_only_the_first_line_of_a_multiline_negative_prompt() -> N
     assert a1111_parse(A1111_OWN)["Negative prompt"] == "cartoon, painting\n3d render"
 
 
+def test_swarmui_drops_the_metadata_of_a_prompt_that_starts_with_a_brace() -> None:
+    # It takes text starting with "{" for JSON; when that fails to parse, it drops it all.
+    theirs = "{red|blue} car\n" + A1111_OWN.split("\n", 1)[1]
+    assert a1111_parse(theirs)["Prompt"] == "{red|blue} car"
+    with pytest.raises(json.JSONDecodeError):  # console.error, then metadata = null
+        swarm_interpret(theirs)
+    with pytest.raises(json.JSONDecodeError):
+        swarm_interpret(to_a1111(sample("brace", "{red|blue} car", "")))
+
+
 def test_comfyui_reads_uncompressed_and_compressed_itxt(tmp_path: Path) -> None:
     for compressed in (False, True):
         info = PngImagePlugin.PngInfo()
@@ -666,3 +678,38 @@ def test_comfyui_reads_uncompressed_and_compressed_itxt(tmp_path: Path) -> None:
     data = png_bytes(SAMPLES["Russian Japanese emoji"], tmp_path)
     pos = data.index(b"iTXtparameters\0")
     assert data[pos + len(b"iTXtparameters\0")] == 0
+
+
+# --- any text at all: no prompt can change the numbers a reader recovers -------------------------
+
+_texts = st.text(
+    st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=80
+)
+_words = st.sampled_from(
+    [
+        *('"', ",", ":", "\n", "\r", "\u2028", "\\", "{", "}", "кот 🐱"),
+        *("Seed: 7", "Steps: 3", "Size: 64x64", 'x", CFG scale: 9', "\nSteps: 1"),
+        *("Negative prompt: ", "\nNegative prompt: x"),
+    ]
+)
+_prompts = st.lists(_texts | _words, max_size=8).map("".join)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(prompt=_prompts, negative=_prompts)
+def test_property_numbers_survive_any_text_in_every_reader(prompt: str, negative: str) -> None:
+    meta = sample("any", prompt, negative, seed=31337, steps=17, guidance_scale=6.5, width=640)
+    png = with_parameters(to_a1111(meta))
+    numbers = (17, 6.5, 31337, 640, 1024)
+    readers = [a1111_reads, fooocus_reads, comfyui_reads]
+    if "\n" not in negative and not js_trim(prompt).startswith("{"):  # SwarmUI's own limits
+        readers.append(swarmui_reads)
+    for reader in readers:
+        got = reader(png)
+        assert (got.steps, got.cfg, got.seed, got.width, got.height) == numbers, reader.__name__
+    # Fooocus takes both texts from our raw values: exact, unless one is nothing but a size.
+    fooocus = fooocus_reads(png)
+    if not re.match(r"^(\d+)x(\d+)$", prompt):
+        assert fooocus.prompt == prompt
+    if not re.match(r"^(\d+)x(\d+)$", negative):
+        assert fooocus.negative == negative
