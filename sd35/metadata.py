@@ -5,8 +5,8 @@ way it does, reader by reader):
 
 ``parameters``
     AUTOMATIC1111 "infotext": prompt line(s), an always-present ``Negative prompt: `` line (with
-    its trailing space, even when empty: SwarmUI looks for ``"\\nNegative prompt: "``, older
-    ComfyUI frontends need the line), and one last line of ``Key: value`` pairs::
+    its trailing space, even when empty: SwarmUI looks for ``"\\nNegative prompt: "``, ComfyUI's
+    importer needs the line), and one last line of ``Key: value`` pairs::
 
         Steps: N, Raw prompt: "…", Raw negative prompt: "…", CFG scale: …, Seed: …, Size: WxH,
         Model: …, Space: …
