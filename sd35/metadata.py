@@ -1,12 +1,23 @@
-"""Generation metadata inside PNG files, in the forms every popular reader understands (SPEC §5).
+"""Generation metadata inside PNG files, in the forms every popular reader understands.
 
-Three text chunks are written before the image data:
+Three text chunks are written before the image data (docs/metadata.md says why each looks the
+way it does, reader by reader):
 
 ``parameters``
-    AUTOMATIC1111 "infotext": prompt line(s), an always-present ``Negative prompt:`` line, and one
-    last line of ``Key: value`` pairs starting with ``Steps`` (ComfyUI's importer looks for
-    ``\\nSteps:`` and ``\\nNegative prompt:``). Read by AUTOMATIC1111/Forge, ComfyUI, Fooocus,
-    SwarmUI, Civitai and friends.
+    AUTOMATIC1111 "infotext": prompt line(s), an always-present ``Negative prompt: `` line (with
+    its trailing space, even when empty: SwarmUI looks for ``"\\nNegative prompt: "``, ComfyUI's
+    importer needs the line), and one last line of ``Key: value`` pairs::
+
+        Steps: N, Raw prompt: "…", Raw negative prompt: "…", CFG scale: …, Seed: …, Size: WxH,
+        Model: …, Space: …
+
+    ``Steps`` opens the line (ComfyUI's importer looks for ``\\nSteps:``). ``Raw prompt`` and
+    ``Raw negative prompt`` are Fooocus's own keys, the only way its A1111 importer recovers a
+    prompt; they are JSON strings in which ``"``, ``:`` and U+2028/U+2029 are ``\\u`` escapes,
+    so that ComfyUI's and SwarmUI's simpler splitters step over them in one piece. They come
+    right after ``Steps`` so that whatever those splitters still make of them is overridden by
+    the real ``CFG scale``/``Seed``/``Size`` behind them. No ``Sampler``: the Space's scheduler
+    cannot be named truthfully from here (docs/metadata.md).
 ``fooocus_scheme``
     ``a1111``, so Fooocus parses ``parameters`` with its A1111 parser for certain.
 ``sd35``
@@ -15,8 +26,10 @@ Three text chunks are written before the image data:
 
 Text goes in ``tEXt`` when it is pure ASCII and in an uncompressed ``iTXt`` (UTF-8) otherwise.
 Pillow's ``PngInfo.add_text`` only switches to iTXt for text that is not Latin-1; a prompt with
-"é" would land in tEXt as Latin-1, which ComfyUI's frontend decodes as UTF-8 (mojibake). ComfyUI
-also cannot read compressed iTXt, hence uncompressed.
+"é" would land in tEXt as Latin-1, which ComfyUI's frontend decodes as UTF-8 (mojibake). Current
+ComfyUI frontends read compressed iTXt too; uncompressed is kept for the releases in between that
+parse the iTXt header but do not inflate (the oldest ones skip no iTXt header at all and cannot
+be helped).
 
 What cannot round-trip through AUTOMATIC1111's own parser (our JSON chunk keeps it exactly):
 
@@ -220,11 +233,11 @@ def _typed(data: dict[str, Any], key: str, kind: Any, default: Any = ...) -> Any
 
 
 def to_a1111(meta: ImageMetadata) -> str:
-    """AUTOMATIC1111 ``parameters`` text for ``meta`` (see the module docstring for its limits)."""
+    """AUTOMATIC1111 ``parameters`` text for ``meta`` (see the module docstring for its layout)."""
     prompt = _escape_block(meta.prompt)
     negative = _escape_block(meta.negative_prompt)
+    # Order matters (module docstring): Steps first, the raw texts next, the real keys behind.
     pairs: list[tuple[str, object]] = [
-        # Steps first: ComfyUI's importer reads the line that starts with "Steps:".
         ("Steps", meta.num_inference_steps),
         ("CFG scale", repr(float(meta.guidance_scale))),
         ("Seed", meta.seed),
@@ -234,9 +247,35 @@ def to_a1111(meta: ImageMetadata) -> str:
     ]
     # Empty values are left out: A1111's parser chokes on "Key: ," (it indexes v[0]).
     values = [(key, _clean_text(str(value))) for key, value in pairs]
-    line = ", ".join(f"{key}: {_quote(value)}" for key, value in values if value != "")
-    negative_line = f"{_NEGATIVE} {negative}" if negative else _NEGATIVE
-    return f"{prompt}\n{negative_line}\n{line}"
+    fields = [f"{key}: {_quote(value)}" for key, value in values if value != ""]
+    fields[1:1] = [
+        f"{RAW_PROMPT}: {raw_json(_clean_text(meta.prompt))}",
+        f"{RAW_NEGATIVE}: {raw_json(_clean_text(meta.negative_prompt))}",
+    ]
+    return f"{prompt}\n{_NEGATIVE} {negative}\n{', '.join(fields)}"
+
+
+#: Fooocus's keys for the prompts as typed (its A1111 importer reads the prompt only from here).
+RAW_PROMPT = "Raw prompt"
+RAW_NEGATIVE = "Raw negative prompt"
+#: Inside a raw JSON string: a JSON escape pair, or a character some reader splits on.
+_RAW_TOKEN = re.compile(r"\\.|[:\u2028\u2029]", re.S)
+
+
+def raw_json(text: str) -> str:
+    """``text`` as a JSON string without a bare ``"`` or ``:`` inside, nor a JavaScript line
+    terminator: ComfyUI ends a quoted value at the first ``"`` followed by a comma, SwarmUI
+    splits the line at every ``:``, and JavaScript's ``.`` stops at U+2028/U+2029."""
+
+    def escape(match: re.Match[str]) -> str:
+        token = match[0]
+        if token == '\\"':
+            return "\\u0022"
+        if len(token) == 1:
+            return f"\\u{ord(token):04x}"
+        return token
+
+    return '"' + _RAW_TOKEN.sub(escape, json.dumps(text, ensure_ascii=False)[1:-1]) + '"'
 
 
 def parse_a1111(text: str) -> dict[str, Any]:
@@ -283,6 +322,16 @@ def parse_a1111(text: str) -> dict[str, Any]:
         except ValueError:
             result[key] = value
     return result
+
+
+def a1111_pairs(text: str) -> list[tuple[str, str]]:
+    """The ``Key: value`` pairs of A1111 text's parameter line, in order, values unquoted (the
+    line counts only with at least three pairs, as in A1111's parser)."""
+    last = text.strip().split("\n")[-1]
+    found = _RE_PARAM.findall(last)
+    if len(found) < 3:
+        return []
+    return [(key.strip(), _unquote(value)) for key, value in found]
 
 
 def _finite(number: float) -> float:
@@ -347,10 +396,21 @@ def metadata_from_a1111(text: str) -> ImageMetadata | None:
     known = ("num_inference_steps", "guidance_scale", "seed", "width")
     if not any(key in parsed for key in known):
         return None
-    extra = {k: v for k, v in parsed.items() if k not in _A1111_FIELDS}
+    # The raw texts (ours, or Fooocus's) are exact where the lines are stripped; Fooocus's raw
+    # prompt lacks its styles, though, so it is only taken when it is the same text.
+    prompt, negative = parsed["prompt"], parsed["negative_prompt"]
+    raw_prompt, raw_negative = parsed.get(RAW_PROMPT), parsed.get(RAW_NEGATIVE)
+    used: set[str] = set()
+    if isinstance(raw_prompt, str) and a1111_view(raw_prompt) == prompt:
+        prompt = raw_prompt
+        used.add(RAW_PROMPT)
+    if isinstance(raw_negative, str) and a1111_view(raw_negative) == negative:
+        negative = raw_negative
+        used.add(RAW_NEGATIVE)
+    extra = {k: v for k, v in parsed.items() if k not in _A1111_FIELDS and k not in used}
     return ImageMetadata(
-        prompt=parsed["prompt"],
-        negative_prompt=parsed["negative_prompt"],
+        prompt=prompt,
+        negative_prompt=negative,
         seed=parsed.get("seed", 0),
         randomize_seed=False,
         width=parsed.get("width", 1024),
@@ -362,6 +422,14 @@ def metadata_from_a1111(text: str) -> ImageMetadata | None:
         created_at="",
         extra=extra,
     )
+
+
+def a1111_view(text: str) -> str:
+    """What A1111's parser keeps of a prompt: each line stripped, leading blank lines dropped."""
+    out = ""
+    for line in _clean_text(text).split("\n"):
+        out += ("" if out == "" else "\n") + line.strip()
+    return out
 
 
 _A1111_FIELDS = frozenset(
@@ -379,7 +447,7 @@ _A1111_FIELDS = frozenset(
 )
 
 
-def _metadata_from_fooocus_json(text: str) -> ImageMetadata | None:
+def metadata_from_fooocus_json(text: str) -> ImageMetadata | None:
     """Fooocus's own scheme: a JSON object in ``parameters``."""
     data = json.loads(text)
     if not isinstance(data, dict) or not isinstance(data.get("prompt"), str):
@@ -506,11 +574,14 @@ def metadata_from_texts(texts: dict[str, str]) -> ImageMetadata | None:
         with contextlib.suppress(ValueError, TypeError, OverflowError):
             return ImageMetadata.from_json(ours)
     parameters = texts.get(PARAMETERS_KEY)
-    if parameters:
+    if not parameters:
+        return None
+    if parameters.lstrip().startswith("{"):
         with contextlib.suppress(ValueError, TypeError, OverflowError, RecursionError):
-            if parameters.lstrip().startswith("{"):
-                return _metadata_from_fooocus_json(parameters)
-            return metadata_from_a1111(parameters)
+            return metadata_from_fooocus_json(parameters)
+    # Not JSON after all: A1111 text whose prompt starts with "{" (e.g. "{red|blue} car").
+    with contextlib.suppress(ValueError, TypeError, OverflowError, RecursionError):
+        return metadata_from_a1111(parameters)
     return None
 
 

@@ -285,9 +285,24 @@ def parse_ratio(ratio: str) -> Fraction:
     return Fraction(left, right)
 
 
+#: Other tools (ComfyUI) round sizes up to this grid: a preset on it can be remade anywhere.
+EXACT_GRID = 64
+
+
 @functools.lru_cache(maxsize=256)  # exact Fraction arithmetic over the grid: ~2 ms a call
 def _best_size(ratio: Fraction, schema: SpaceSchema) -> Size | None:
-    """The largest on-grid size within bounds whose ratio is within tolerance, or None."""
+    """The largest size within bounds with exactly ``ratio`` on the 64 grid (docs/metadata.md);
+    failing that, the largest on-grid size whose ratio is within tolerance; or None."""
+    exact = [
+        Size(width, width * ratio.denominator // ratio.numerator)
+        for width in range(EXACT_GRID, int(schema.width.maximum) + 1, EXACT_GRID)
+        if width * ratio.denominator % (ratio.numerator * EXACT_GRID) == 0
+    ]
+    fitting = [
+        s for s in exact if schema.width.contains(s.width) and schema.height.contains(s.height)
+    ]
+    if fitting:
+        return fitting[-1]  # the widest, hence the largest
     best: Size | None = None
     for width in _grid(schema.width):
         for height in _grid(schema.height):

@@ -10,13 +10,13 @@ import asyncio
 import math
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
+from sd35 import pnginfo
 from sd35.errors import SD35Error
-from sd35.metadata import ImageMetadata, read_metadata, to_a1111
+from sd35.metadata import ImageMetadata
 from sd35.page_files import PageFiles
 from sd35.params import (
     MAX_PROMPT_CHARS,
@@ -291,7 +291,10 @@ def build_ui(studio: Studio, files: PageFiles | None = None) -> gr.Blocks:
                     zip_file = gr.File(label="ZIP", visible=False)
 
         with gr.Tab("PNG Info"):
-            png_file = gr.File(label="Drop a PNG (ours or AUTOMATIC1111's)", type="filepath")
+            png_file = gr.File(
+                label="Drop a PNG (ours, AUTOMATIC1111, Fooocus, ComfyUI, SwarmUI, InvokeAI)",
+                type="filepath",
+            )
             png_text = gr.Code(label="Parameters", language=None, interactive=False)
             send_to_form = gr.Button("Send to form", elem_id="send-to-form")
 
@@ -585,15 +588,7 @@ def build_ui(studio: Studio, files: PageFiles | None = None) -> gr.Blocks:
 
         # PNG Info tab
         def on_png(path: str | None) -> tuple[str, ImageMetadata | None]:
-            if not path:
-                return "", None
-            try:
-                meta = read_metadata(Path(path))
-            except Exception:  # not an image at all: say so instead of failing
-                return "This file is not an image that can be read.", None
-            if meta is None:
-                return "No generation parameters found in this image.", None
-            return to_a1111(meta), meta
+            return pnginfo.panel(path)  # every tool's metadata (sd35/pnginfo.py)
 
         png_file.change(on_png, png_file, [png_text, info_meta], api_visibility="private")
         send_to_form.click(

@@ -38,7 +38,7 @@ def test_generate_prints_progress_and_the_saved_path(space, tmp_path) -> None:
     saved = Path(done.stdout.strip())
     assert saved.is_file() and (tmp_path / "out") in saved.parents
     with Image.open(saved) as image:
-        assert image.size == (1024, 672)
+        assert image.size == (960, 640)
     assert re.search(r"^step [1-6]/6$", done.stderr, re.M) and "seed 42" in done.stderr
     meta = read_metadata(saved)
     assert meta is not None and meta.seed == 42 and meta.num_inference_steps == 6

@@ -23,17 +23,19 @@ from sd35.params import (
 
 SCHEMA = SpaceSchema()
 
-# Worked out by hand from 512…1024 step 32: the largest on-grid size within 3% of the ratio.
+# Worked out by hand from 512…1024 step 32: the largest size with exactly the ratio on the 64
+# grid, else the largest on-grid size within 3% of the ratio.
 EXPECTED = {
     "1:1": (1024, 1024),
     "16:9": (1024, 576),
     "9:16": (576, 1024),
     "4:3": (1024, 768),
     "3:4": (768, 1024),
-    "3:2": (1024, 672),  # 1024x704 would be 3.0% off, 672 is 1.6% off
-    "2:3": (672, 1024),
-    "4:5": (832, 1024),
-    "5:4": (1024, 832),
+    # Exactly the ratio on the 64 grid where that fits (ComfyUI rounds sizes up to 64):
+    "3:2": (960, 640),
+    "2:3": (640, 960),
+    "4:5": (768, 960),
+    "5:4": (960, 768),
     "2:1": (1024, 512),
     "1:2": (512, 1024),
 }
@@ -69,7 +71,12 @@ def test_presets_follow_the_bounds_the_space_declares() -> None:
         width=NumberRange(256, 1536, 64, 1024), height=NumberRange(256, 1536, 64, 1024)
     )
     size = size_for_aspect_ratio("21:9", wide)
-    assert (size.width, size.height) == (1536, 640)  # 2.4 vs 2.333: 2.9% off, the largest
+    assert (size.width, size.height) == (1344, 576)  # exactly 7:3 on the 64 grid
+    narrow = SpaceSchema(
+        width=NumberRange(256, 1536, 32, 1024), height=NumberRange(608, 1536, 32, 1024)
+    )
+    size = size_for_aspect_ratio("21:9", narrow)  # no exact 64-grid size: the nearest fit
+    assert (size.width, size.height) == (1536, 672)  # 2.29 vs 2.33: 2.0% off, the largest
     assert size_for_aspect_ratio("1:1", wide).width == 1536
 
 
