@@ -19,7 +19,7 @@ from typing import Any
 from PIL import Image
 
 from sd35.errors import SD35Error
-from sd35.gallery import SQLiteGalleryStore, StoredImage
+from sd35.gallery import Reservation, SQLiteGalleryStore, StoredImage
 from sd35.metadata import ImageMetadata
 from sd35.params import GenerationRequest, SpaceSchema
 from sd35.space_client import (
@@ -68,19 +68,32 @@ def metadata_for(result: Result, *, space: str) -> ImageMetadata:
 
 
 def store_result(
-    store: SQLiteGalleryStore, result: Result, *, space: str, user: str | None = None
+    store: SQLiteGalleryStore,
+    result: Result,
+    *,
+    space: str,
+    user: str | None = None,
+    reservation: Reservation | None = None,
 ) -> StoredImage:
-    """Save a finished image as PNG with its metadata, in the gallery."""
+    """Save a finished image as PNG with its metadata, in the gallery: the Space's file is
+    decoded once and encoded once; the thumbnail waits until a listing shows it."""
     with Image.open(result.path) as image:
         image.load()
-        return store.save(image, metadata_for(result, space=space), user=user)
+        meta = metadata_for(result, space=space)
+        return store.save(image, meta, user=user, thumbnail=False, reservation=reservation)
 
 
 def save_result(
-    result: Result, output_dir: Path, *, space: str, user: str | None = None
+    result: Result,
+    output_dir: Path,
+    *,
+    space: str,
+    user: str | None = None,
+    reservation: Reservation | None = None,
 ) -> StoredImage:
     """``store_result`` into the gallery kept in ``output_dir`` (CLI and provider use this)."""
-    return store_result(open_store(output_dir), result, space=space, user=user)
+    store = open_store(output_dir)
+    return store_result(store, result, space=space, user=user, reservation=reservation)
 
 
 class Studio:
