@@ -46,17 +46,12 @@ from sd35.metadata import (
     atomic_file,
     read_metadata,
     temp_owner,
-    write_png,
 )
+from sd35.png_writer import write_png
 
 log = logging.getLogger(__name__)
 
 THUMBNAIL_SIZE = 256
-#: zlib level of the stored PNGs. Measured on a photo-like 1024×1024 image (BENCHMARKS.md,
-#: "remote compute"): level 1 writes a file ~15 % larger than Pillow's default 6 in about a
-#: fifth of the CPU time (6: ~300 ms here, the largest cost of a whole job); level 0 is not
-#: much faster (the row filters cost as much) and 2.5× larger.
-PNG_COMPRESS_LEVEL = 1
 SCHEMA_VERSION = 1
 #: A temporary file is left alone while its writer lives, but not longer than this.
 STALE_TEMP_SECONDS = 3600
@@ -464,7 +459,7 @@ class SQLiteGalleryStore(GalleryStore):
         image_id, stamp = planned.id, planned.stamp
         day = planned.path.parent
         day.mkdir(exist_ok=True)
-        path = write_png(image, planned.path, meta, compress_level=PNG_COMPRESS_LEVEL)
+        path = write_png(image, planned.path, meta)
         if thumbnail:
             try:
                 self._write_thumbnail(image, image_id)
