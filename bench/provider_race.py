@@ -73,7 +73,8 @@ async def our_call(space: str, output_dir: Path) -> dict[str, Any]:
     ):
         if isinstance(item, ImageResponse):
             seconds = time.perf_counter() - began
-            await item.saved()  # the PNG is written while the caller already has the response
+            if hasattr(item, "saved"):  # older versions saved before answering
+                await item.saved()  # the PNG is written while the caller has the response
             stored = time.perf_counter() - began
             return {"seconds": seconds, "stored": stored, "image": str(item.path)}
     raise RuntimeError("sd35's provider gave no ImageResponse")
