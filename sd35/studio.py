@@ -84,16 +84,10 @@ def store_result(
 
 
 def save_result(
-    result: Result,
-    output_dir: Path,
-    *,
-    space: str,
-    user: str | None = None,
-    reservation: Reservation | None = None,
+    result: Result, output_dir: Path, *, space: str, user: str | None = None
 ) -> StoredImage:
-    """``store_result`` into the gallery kept in ``output_dir`` (CLI and provider use this)."""
-    store = open_store(output_dir)
-    return store_result(store, result, space=space, user=user, reservation=reservation)
+    """``store_result`` into the gallery kept in ``output_dir`` (the CLI uses this)."""
+    return store_result(open_store(output_dir), result, space=space, user=user)
 
 
 class Studio:
