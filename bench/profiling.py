@@ -4,6 +4,7 @@
     python3 -m bench.profiling concurrency # 4 rounds of 8 sessions at once
     python3 -m bench.profiling stream      # 8 jobs one after the other (the page's server work)
     python3 -m bench.profiling stream --all-threads   # CPU of every thread, not only the GIL's
+    python3 -m bench.profiling remote      # 4 rounds of 8 at once, remote-compute stand-in
 
 The stand-in and the app run as in ``bench.concurrency``; ``py-spy record`` samples the app at
 200 Hz, by default only the thread holding the GIL (``--gil``: in one Python process that is
@@ -33,6 +34,7 @@ go_offline()
 
 from gradio_client import Client  # noqa: E402
 
+from bench import remote_compute  # noqa: E402
 from bench.concurrency import one_round  # noqa: E402
 
 
@@ -62,7 +64,7 @@ def summarise(raw: Path, top: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("scenario", choices=["concurrency", "stream"])
+    parser.add_argument("scenario", choices=["concurrency", "stream", "remote"])
     parser.add_argument("--all-threads", action="store_true", help="not only the GIL holder")
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--raw", type=Path, help="keep py-spy's collapsed stacks here")
@@ -74,16 +76,31 @@ def main(argv: list[str] | None = None) -> int:
     raw = args.raw or work / "profile.raw"
     standin = app = spy = None
     try:
-        standin, space = start_standin(StandinOptions(concurrency=8), work)
+        remote = args.scenario == "remote"
+        options = StandinOptions(concurrency=8)
+        if remote:
+            options = StandinOptions(
+                seconds_per_step=remote_compute.STEP_SECONDS,
+                previews=False,
+                concurrency=8,
+                premade=True,
+            )
+        standin, space = start_standin(options, work)
         app, studio = start_app(space, work, "--concurrency", "8")
         clients = [Client(studio, verbose=False, download_files=False) for _ in range(8)]
-        one_round(clients, 8)  # warm-up
+        if remote:
+            remote_compute.one_round(clients, 8, "/generate")  # warm-up
+        else:
+            one_round(clients, 8)  # warm-up
         record = ["py-spy", "record", "-p", str(app.pid), "-r", "200", "-f", "raw"]
         record += ["-o", str(raw), "--threads", *([] if args.all_threads else ["--gil"])]
         spy = subprocess.Popen(record, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         time.sleep(1.0)
         progress(f"profile: {args.scenario}")
-        if args.scenario == "concurrency":
+        if remote:
+            for _ in range(4):
+                remote_compute.one_round(clients, 8, "/generate")
+        elif args.scenario == "concurrency":
             for _ in range(4):
                 one_round(clients, 8)
         else:

@@ -29,6 +29,7 @@ SECTIONS = {
     "latency": "bench.latency",
     "concurrency": "bench.concurrency",
     "gallery": "bench.gallery_scale",
+    "remote": "bench.remote_compute",
 }
 FINDINGS = Path(__file__).with_name("FINDINGS.md")
 

@@ -19,6 +19,8 @@ class StandinOptions:
     preview_every: int = 4
     concurrency: int = 2
     previews: bool = True
+    #: Remote-compute mode (``--premade``): images made once, a job is only a sleep.
+    premade: bool = False
 
 
 def start_standin(
@@ -40,6 +42,8 @@ def start_standin(
     ]
     if options.previews:
         args.append("--previews")
+    if options.premade:
+        args.append("--premade")
     with (work / "standin.log").open("a") as log:
         process = subprocess.Popen(
             args, cwd=ROOT, env=offline_environment(), stdout=subprocess.PIPE, stderr=log, text=True

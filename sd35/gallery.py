@@ -46,8 +46,8 @@ from sd35.metadata import (
     atomic_file,
     read_metadata,
     temp_owner,
-    write_png,
 )
+from sd35.png_writer import write_png
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +119,15 @@ class GalleryStore(ABC):
     """Where generated images live. ``user=None`` means every user (single-user server)."""
 
     @abstractmethod
-    def save(self, image: Image.Image, meta: ImageMetadata, user: str | None = None) -> StoredImage:
-        """Store ``image`` with ``meta``, owned by ``user``."""
+    def save(
+        self,
+        image: Image.Image,
+        meta: ImageMetadata,
+        user: str | None = None,
+        *,
+        thumbnail: bool = True,
+    ) -> StoredImage:
+        """Store ``image`` with ``meta``, owned by ``user`` (``thumbnail=False``: lazily)."""
 
     @abstractmethod
     def get(self, image_id: str, user: str | None = None) -> StoredImage | None:
@@ -166,6 +173,16 @@ class GalleryStore(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release what the store holds open."""
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """An image's id and PNG path, chosen before it is saved (so a caller can name it while
+    the PNG is still being written); pass it to ``save``."""
+
+    id: str
+    stamp: datetime
+    path: Path
 
 
 class _IdClock:
@@ -436,18 +453,33 @@ class SQLiteGalleryStore(GalleryStore):
 
     # --- the store ------------------------------------------------------------------------------
 
-    def save(self, image: Image.Image, meta: ImageMetadata, user: str | None = None) -> StoredImage:
-        """Write the PNG (atomic, fsynced), then the thumbnail, then the index row."""
+    def save(
+        self,
+        image: Image.Image,
+        meta: ImageMetadata,
+        user: str | None = None,
+        *,
+        thumbnail: bool = True,
+        reservation: Reservation | None = None,
+    ) -> StoredImage:
+        """Write the PNG (atomic, fsynced), then the thumbnail, then the index row.
+
+        ``thumbnail=False`` leaves the thumbnail to the first listing that shows it
+        (:meth:`ensure_thumbnail`): a generation's result is then stored sooner, and an image
+        nobody browses to never costs one. ``reservation`` (from :meth:`reserve`) fixes the
+        id and path in advance."""
         # The owner goes into the PNG too, so that a rebuild restores ownership.
         meta = meta.with_extra(user=user)
-        image_id, stamp = new_image_id()
-        day = self.root / f"{stamp:%Y-%m-%d}"
+        planned = reservation or self.reserve()
+        image_id, stamp = planned.id, planned.stamp
+        day = planned.path.parent
         day.mkdir(exist_ok=True)
-        path = write_png(image, day / f"{image_id}.png", meta)
-        try:
-            self._write_thumbnail(image, image_id)
-        except (OSError, ValueError) as error:  # a thumbnail can be made again later
-            log.warning("thumbnail for %s failed: %s", image_id, error)
+        path = write_png(image, planned.path, meta)
+        if thumbnail:
+            try:
+                self._write_thumbnail(image, image_id)
+            except (OSError, ValueError) as error:  # a thumbnail can be made again later
+                log.warning("thumbnail for %s failed: %s", image_id, error)
         created = stamp.astimezone().isoformat(timespec="seconds")
         rel_path = f"{day.name}/{path.name}"
         with self._lock, self._transaction():
@@ -460,6 +492,11 @@ class SQLiteGalleryStore(GalleryStore):
             user=user,
             created_at=created,
         )
+
+    def reserve(self) -> Reservation:
+        """A fresh id and the path its PNG will have (nothing is written yet)."""
+        image_id, stamp = new_image_id()
+        return Reservation(image_id, stamp, self.root / f"{stamp:%Y-%m-%d}" / f"{image_id}.png")
 
     def get(self, image_id: str, user: str | None = None) -> StoredImage | None:
         with self._lock:

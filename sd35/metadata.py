@@ -541,12 +541,22 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def write_png(image: Image.Image, path: Path, meta: ImageMetadata, *, durable: bool = True) -> Path:
-    """Save ``image`` as a PNG with ``meta`` at ``path``, atomically (see :func:`atomic_file`)."""
+def write_png(
+    image: Image.Image,
+    path: Path,
+    meta: ImageMetadata,
+    *,
+    durable: bool = True,
+    compress_level: int | None = None,
+) -> Path:
+    """Save ``image`` as a PNG with ``meta`` at ``path``, atomically (see :func:`atomic_file`).
+    ``compress_level`` is zlib's 0-9 (None: Pillow's default, 6)."""
     path = Path(path)
     if image.mode not in ("1", "L", "LA", "I", "I;16", "P", "RGB", "RGBA"):
         image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
     params: dict[str, Any] = {"pnginfo": png_info(meta)}
+    if compress_level is not None:
+        params["compress_level"] = compress_level
     if image.info.get("icc_profile"):
         params["icc_profile"] = image.info["icc_profile"]
     with atomic_file(path, durable=durable) as handle:

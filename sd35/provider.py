@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -24,16 +25,33 @@ Messages = list[dict[str, Any]]
 
 @dataclass
 class ImageResponse:
-    """The final image: ``url`` names it (a ``file://`` URI of the saved PNG)."""
+    """The final image: ``url`` names it (a ``file://`` URI of the PNG in the gallery).
+
+    The provider hands it over the moment the Space's image is in, as early as the seed gave
+    its URL, while the PNG is still being written: ``await saved()`` (or ``wait_saved()``)
+    waits for the file. Iterating the provider to its end waits for it too."""
 
     url: str
     alt: str
     path: Path
     seed: int
     options: dict[str, Any] = field(default_factory=dict)
+    saving: Future[Any] | None = field(default=None, repr=False, compare=False)
 
     def __str__(self) -> str:
         return f"![{self.alt}]({self.url})"
+
+    def wait_saved(self, timeout: float | None = None) -> Path:
+        """Block until the PNG is stored; return its path (raises what saving raised)."""
+        if self.saving is not None:
+            self.saving.result(timeout)
+        return self.path
+
+    async def saved(self) -> Path:
+        """Wait until the PNG is stored; return its path (raises what saving raised)."""
+        if self.saving is not None:
+            await asyncio.wrap_future(self.saving)
+        return self.path
 
 
 @dataclass
@@ -121,9 +139,12 @@ class StabilityAI_SD35Large:
             randomize_seed=randomize_seed,
             schema=schema,
         )
-        from sd35.studio import save_result  # local: keeps the provider importable alone
+        from sd35.studio import open_store, store_result  # local: keeps it importable alone
 
-        output_dir = Path(kwargs.get("output_dir") or cls.output_dir)
+        # Opened (and reconciled, the first time) while the job is under way, not after it.
+        store = await asyncio.to_thread(
+            open_store, Path(kwargs.get("output_dir") or cls.output_dir)
+        )
         async for event in client.generate(request):
             if isinstance(event, Preview):
                 yield ImagePreview(
@@ -134,19 +155,33 @@ class StabilityAI_SD35Large:
                     options={"index": event.index},
                 )
             elif isinstance(event, Result):
-                stored = await asyncio.to_thread(
-                    save_result, event, output_dir, space=client.space, user=kwargs.get("user")
+                # The PNG's name is fixed now and the response goes out at once; the PNG is
+                # written meanwhile (a caller that stops here still gets it: the thread
+                # finishes on its own) and this generator ends only once it is stored.
+                slot = store.reserve()
+                saving = _SAVER.submit(
+                    store_result,
+                    store,
+                    event,
+                    space=client.space,
+                    user=kwargs.get("user"),
+                    reservation=slot,
                 )
                 yield ImageResponse(
-                    url=stored.path.resolve().as_uri(),
+                    url=slot.path.as_uri(),
                     alt=request.prompt,
-                    path=stored.path,
+                    path=slot.path,
                     seed=event.seed,
-                    options={"elapsed": event.elapsed, "id": stored.id, **request.to_dict()},
+                    options={"elapsed": event.elapsed, "id": slot.id, **request.to_dict()},
+                    saving=saving,
                 )
+                await asyncio.wrap_future(saving)
             elif kwargs.get("yield_progress") and isinstance(event, Queued | Progress):
                 yield ProgressUpdate(event)
 
+
+#: Writes the providers' PNGs; its threads outlive a caller that stops at the response.
+_SAVER = ThreadPoolExecutor(max_workers=4, thread_name_prefix="sd35-provider-save")
 
 _clients: dict[tuple[str, str | None, str | None, float], SpaceClient] = {}
 _clients_lock = threading.Lock()

@@ -21,7 +21,7 @@ from pathlib import Path
 from PIL import Image
 
 from sd35.errors import SD35Error
-from sd35.gallery import SQLiteGalleryStore, StoredImage
+from sd35.gallery import Reservation, SQLiteGalleryStore, StoredImage
 from sd35.metadata import ImageMetadata, write_png
 from sd35.space_client import Result
 
@@ -81,12 +81,20 @@ class SafeKeeper:
         with self._lock:
             return len(self._pending)
 
-    def save(self, result: Result, meta: ImageMetadata, *, user: str | None = None) -> StoredImage:
-        """Store ``result`` with ``meta``; on failure keep it and raise ``ImageNotSavedError``."""
+    def save(
+        self,
+        result: Result,
+        meta: ImageMetadata,
+        *,
+        user: str | None = None,
+        reservation: Reservation | None = None,
+    ) -> StoredImage:
+        """Store ``result`` with ``meta`` (under ``reservation``'s name when given); on failure
+        keep it and raise ``ImageNotSavedError``."""
         self.retry()
         data = Path(result.path).read_bytes()  # the download is in the temp folder: readable
         try:
-            return self._store(data, meta, user)
+            return self._store(data, meta, user, reservation)
         except OSError as error:
             kept = self._keep(data, meta, user)
             where = self.store.root
@@ -116,10 +124,17 @@ class SafeKeeper:
                 kept.fallback.unlink(missing_ok=True)
         return saved
 
-    def _store(self, data: bytes, meta: ImageMetadata, user: str | None) -> StoredImage:
+    def _store(
+        self,
+        data: bytes,
+        meta: ImageMetadata,
+        user: str | None,
+        reservation: Reservation | None = None,
+    ) -> StoredImage:
+        # No thumbnail now: the gallery makes it when a listing first shows the image.
         with Image.open(io.BytesIO(data)) as image:
             image.load()
-            return self.store.save(image, meta, user=user)
+            return self.store.save(image, meta, user=user, thumbnail=False, reservation=reservation)
 
     def _keep(self, data: bytes, meta: ImageMetadata, user: str | None) -> KeptImage:
         fallback: Path | None = None

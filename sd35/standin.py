@@ -46,7 +46,7 @@ from typing import Any
 
 import gradio as gr
 import tqdm
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from sd35.params import INPUT_ORDER
 
@@ -65,6 +65,7 @@ __all__ = [
     "paint_image",
     "paint_preview",
     "save_webp",
+    "textured_image",
 ]
 
 MAX_SEED = 2147483647  # np.iinfo(np.int32).max, as in the real Space's app.py
@@ -114,6 +115,12 @@ class StandinConfig:
     #: Whether the ``die`` fault may ``os._exit`` this process. Off by default so that an
     #: in-process server cannot kill the test runner; ``main()`` turns it on.
     allow_die: bool = False
+    #: Remote-compute mode: final images are painted and WebP-encoded once per size (a few
+    #: variants, picked by seed) and then served from that stock, so a job costs this process
+    #: no CPU of its own and its compute is only the sleep of its steps, as when the GPU is
+    #: elsewhere. The pictures carry photo-like texture, so a client's PNG costs what a real
+    #: image's would. Previews are still painted per job when asked for.
+    premade: bool = False
 
     # What the stand-in saw; written by request threads under ``lock``.
     seen_headers: list[dict[str, str]] = field(default_factory=list)
@@ -277,6 +284,41 @@ def save_webp(image: Image.Image, directory: str | Path) -> str:
     return str(target)
 
 
+#: How many different pictures the remote-compute mode keeps per size.
+PREMADE_VARIANTS = 4
+
+
+def textured_image(width: int, height: int, variant: int) -> Image.Image:
+    """A stand-in picture with fine, photo-like texture: a painted image blended with blurred
+    noise. Flat test patterns compress to almost nothing, which would make every PNG encoder
+    look fast; a real photograph does not."""
+    base = paint_image(f"remote compute {variant}", "", variant, width, height, 4.5)
+    grain = Image.effect_noise((width, height), 48).filter(ImageFilter.GaussianBlur(0.8))
+    return Image.blend(base, grain.convert("RGB"), 0.25)
+
+
+class PremadeImages:
+    """The remote-compute mode's stock: per size, ``PREMADE_VARIANTS`` WebP files made once."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self._directory = Path(directory) / "premade"
+        self._made: dict[tuple[int, int, int], str] = {}
+        self._lock = threading.Lock()
+
+    def path(self, width: int, height: int, seed: int) -> str:
+        """The WebP for a job of this size and seed (made on the first job of a size)."""
+        key = (int(width), int(height), int(seed) % PREMADE_VARIANTS)
+        with self._lock:
+            if key not in self._made:
+                self._made[key] = save_webp(textured_image(*key), self._directory)
+            return self._made[key]
+
+    def prepare(self, width: int = MAX_IMAGE_SIZE, height: int = MAX_IMAGE_SIZE) -> None:
+        """Make every variant of one size now, so that no job pays for it."""
+        for variant in range(PREMADE_VARIANTS):
+            self.path(width, height, variant)
+
+
 # ----------------------------------------------------------------------------------------
 # The Gradio app
 
@@ -308,6 +350,9 @@ def build_standin(
     stopping = stop_event if stop_event is not None else threading.Event()
     owns_dir = output_dir is None
     images_dir = Path(tempfile.mkdtemp(prefix="sd35-standin-") if owns_dir else output_dir)
+    stock = PremadeImages(images_dir)
+    if config.premade:
+        stock.prepare()
 
     def _pause(seconds: float) -> None:
         if seconds > 0:
@@ -357,6 +402,12 @@ def build_standin(
             inputs["guidance_scale"],
         )
 
+    def _final(inputs: dict[str, Any], seed: int, painted: Image.Image | None = None) -> str:
+        """The final image's file: from the stock in remote-compute mode, else painted now."""
+        if config.premade:
+            return stock.path(inputs["width"], inputs["height"], seed)
+        return save_webp(painted or _paint(inputs, seed), images_dir)
+
     def infer(
         prompt: str,
         negative_prompt: str = "",
@@ -384,9 +435,7 @@ def build_standin(
                     bar.update(1)
                     if i == strike_at:
                         _strike(fault)
-            result = (
-                None if fault == "no_image" else save_webp(_paint(inputs, seed_used), images_dir)
-            )
+            result = None if fault == "no_image" else _final(inputs, seed_used)
         except BaseException:
             config.count("failed")
             raise
@@ -429,7 +478,7 @@ def build_standin(
                         yield save_webp(frame, images_dir), seed_used
                     if i == strike_at:
                         _strike(fault)
-            yield (None if fault == "no_image" else save_webp(final, images_dir)), seed_used
+            yield (None if fault == "no_image" else _final(inputs, seed_used, final)), seed_used
         except GeneratorExit:
             # Gradio closes the generator when the job is cancelled (or the client goes
             # away): that lands here, at the yield where the generator was suspended.
@@ -633,6 +682,11 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--fault-once", choices=FAULTS, default=None)
     parser.add_argument("--api-name", default="infer")
     parser.add_argument("--show-error", action="store_true")
+    parser.add_argument(
+        "--premade",
+        action="store_true",
+        help="remote-compute mode: final images made once per size, a job is only a sleep",
+    )
     return parser.parse_args(argv)
 
 
@@ -650,6 +704,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         fault=args.fault,
         fault_once=args.fault_once,
         show_error=args.show_error,
+        premade=args.premade,
         allow_die=True,  # a dedicated process: `die` may really kill it
     )
     stop = threading.Event()

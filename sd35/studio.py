@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sd35.errors import SD35Error
-from sd35.gallery import SQLiteGalleryStore, StoredImage
+from sd35.gallery import Reservation, SQLiteGalleryStore, StoredImage
 from sd35.metadata import ImageMetadata
 from sd35.params import GenerationRequest, SpaceSchema
 from sd35.safekeeping import SafeKeeper
@@ -72,13 +72,27 @@ def metadata_for(
     )
 
 
+def store_result(
+    store: SQLiteGalleryStore,
+    result: Result,
+    *,
+    space: str,
+    user: str | None = None,
+    reservation: Reservation | None = None,
+    extra: dict[str, Any] | None = None,
+) -> StoredImage:
+    """Save a finished image as PNG with its metadata in the gallery (decoded once, encoded
+    once; the thumbnail waits until a listing shows it). If saving fails the image is kept
+    (``sd35.safekeeping``) and ``ImageNotSavedError`` says where."""
+    meta = metadata_for(result, space=space, extra=extra)
+    return SafeKeeper(store).save(result, meta, user=user, reservation=reservation)
+
+
 def save_result(
     result: Result, output_dir: Path, *, space: str, user: str | None = None
 ) -> StoredImage:
-    """Save into the gallery kept in ``output_dir`` (CLI and provider use this); if that fails
-    the image is kept (``sd35.safekeeping``) and ``ImageNotSavedError`` says where."""
-    keeper = SafeKeeper(open_store(output_dir))
-    return keeper.save(result, metadata_for(result, space=space), user=user)
+    """``store_result`` into the gallery kept in ``output_dir`` (the CLI uses this)."""
+    return store_result(open_store(output_dir), result, space=space, user=user)
 
 
 class Studio:
