@@ -16,6 +16,7 @@ import gradio as gr
 
 from sd35 import pnginfo
 from sd35.errors import SD35Error
+from sd35.form_check import form_validator
 from sd35.metadata import ImageMetadata
 from sd35.page_files import PageFiles
 from sd35.params import (
@@ -423,6 +424,7 @@ def build_ui(studio: Studio, files: PageFiles | None = None) -> gr.Blocks:
             api_name="generate",
             # Raw values: a prompt ["x"] must be refused, not turned into "['x']".
             preprocess=False,
+            validator=form_validator(studio.schema, MAX_BATCH),  # messages beside the fields
             show_progress="hidden",
             concurrency_limit=studio.concurrency,
             concurrency_id="generate",

@@ -10,12 +10,13 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from gradio_client import Client
 
 from sd35 import cli, server
 from sd35.server import RunningStudio
 from sd35.standin import StandinServer
 from tests.loopback import free_port
-from tests.studio_support import generate_args, launch_studio
+from tests.studio_support import generate_args, launch_studio, open_page
 
 HUGE = "1" + "0" * 400  # 10**400: a valid JSON number no float can hold
 DEEP = "[" * 100_000 + "]" * 100_000
@@ -65,6 +66,11 @@ API_CASES = [
         "steps",
     ),
 ]
+
+
+@pytest.fixture
+def page_client_url(api_studio) -> str:
+    return api_studio.url
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +125,8 @@ def call_generate(url: str, inputs: list) -> str:
     body = json.dumps({"data": inputs})  # ASCII escapes and NaN, as a hand-made client sends
     headers = {"content-type": "application/json"}
     started = httpx.post(f"{url}gradio_api/call/generate", content=body, headers=headers)
+    if started.status_code == 422:  # refused by the page's validator, before any job
+        return "event: error\n" + started.text
     assert started.status_code == 200, started.text
     event_id = started.json()["event_id"]
     return httpx.get(f"{url}gradio_api/call/generate/{event_id}", timeout=60).text
@@ -170,6 +178,25 @@ def _app_cases(tmp_path):
         ("credentials without a password", ["--auth", "alice"], "USER:PASS"),
         ("NaN timeout", ["--timeout", "nan"], "nan"),
     ]
+
+
+def test_gradio_client_callers_get_the_message(page_client_url) -> None:
+    client = Client(page_client_url, verbose=False, download_files=False)
+    with pytest.raises(Exception) as caught:  # ValidationError (the validator) or AppError
+        client.predict(*_page_inputs(prompt=["x"]), api_name="/generate")
+    assert "prompt must be text" in str(caught.value)
+
+
+@pytest.mark.browser
+def test_the_page_shows_the_message_beside_the_field(browser, api_studio) -> None:
+    page = open_page(browser, api_studio.url)
+    try:
+        page.locator("#prompt textarea").fill("   ")
+        page.locator("#generate-button").click()
+        message = page.locator("#prompt").get_by_text("Please enter a prompt.")
+        message.wait_for(timeout=15000)
+    finally:
+        page.close()
 
 
 def test_app_options_exit_2_with_one_line(tmp_path, capsys) -> None:
