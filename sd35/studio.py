@@ -62,8 +62,14 @@ def open_store(root: Path) -> SQLiteGalleryStore:
 def metadata_for(result: Result, *, space: str) -> ImageMetadata:
     """The metadata written into the PNG: the request with the seed actually used (the
     store adds the owner)."""
+    # A backend's result names its backend, model and Space (issue 16: provenance).
     return ImageMetadata.from_request(
-        result.request, result.seed, model=MODEL_NAME, space=space, elapsed=round(result.elapsed, 3)
+        result.request,
+        result.seed,
+        model=getattr(result, "model", "") or MODEL_NAME,
+        space=getattr(result, "space", space) if hasattr(result, "backend") else space,
+        elapsed=round(result.elapsed, 3),
+        backend=getattr(result, "backend", "") or f"space:{space}",
     )
 
 
