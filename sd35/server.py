@@ -187,6 +187,8 @@ class RunningStudio:
 
     def close(self) -> None:
         self.studio.stop_background()
+        if self.studio.scheduler is not None:
+            self.studio.scheduler.stop()
         self.page.close()
         self.studio.client.close()
         if self.standin is not None:
@@ -219,6 +221,9 @@ def start(options: ServerOptions, *, block: bool = False) -> RunningStudio:
     store = open_store(options.output_dir)
     studio = Studio(client, store, demo=options.demo, concurrency=options.concurrency)
     studio.start_background()
+    from sd35.scheduler import start_queue
+
+    start_queue(studio, concurrency=options.concurrency, max_queue=options.max_queue)
     page = build_ui(studio)
     if options.mcp:
         from sd35.api import add_mcp_tool

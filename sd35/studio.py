@@ -74,12 +74,21 @@ def metadata_for(result: Result, *, space: str) -> ImageMetadata:
 
 
 def store_result(
-    store: SQLiteGalleryStore, result: Result, *, space: str, user: str | None = None
+    store: SQLiteGalleryStore,
+    result: Result,
+    *,
+    space: str,
+    user: str | None = None,
+    job_id: str | None = None,
 ) -> StoredImage:
-    """Save a finished image as PNG with its metadata, in the gallery."""
+    """Save a finished image as PNG with its metadata (and queue job id, if any) in the
+    gallery."""
+    meta = metadata_for(result, space=space)
+    if job_id is not None:
+        meta = meta.with_extra(job=job_id)
     with Image.open(result.path) as image:
         image.load()
-        return store.save(image, metadata_for(result, space=space), user=user)
+        return store.save(image, meta, user=user)
 
 
 def save_result(
@@ -111,6 +120,8 @@ class Studio:
         self._status_checked_at: float = 0.0
         self._status_thread: threading.Thread | None = None
         self._stop = threading.Event()
+        #: The job queue (``sd35.scheduler.Scheduler``), set by the server when it starts.
+        self.scheduler: Any = None
 
     # -- background status ----------------------------------------------------------------------
 
@@ -152,16 +163,24 @@ class Studio:
     # -- generation -----------------------------------------------------------------------------
 
     async def run(
-        self, request: GenerationRequest, user: str | None = None
+        self,
+        request: GenerationRequest,
+        user: str | None = None,
+        *,
+        backend: Any = None,
+        job_id: str | None = None,
     ) -> AsyncIterator[StudioEvent]:
         """Stream one generation. The final image comes twice: as ``Result`` the moment it
         arrives (so the page can show it without waiting on disk), then as ``Saved`` once it
-        is stored in the gallery."""
-        async for event in self.client.generate(request):
+        is stored in the gallery. The queue (``sd35.scheduler``) passes the ``backend`` to use
+        and its ``job_id``, written into the PNG so a restart can tell the job is done."""
+        source = backend if backend is not None else self.client
+        space = getattr(source, "space", self.client.space)
+        async for event in source.generate(request):
             yield event
             if isinstance(event, Result):
                 stored = await asyncio.to_thread(
-                    store_result, self.store, event, space=self.client.space, user=user
+                    store_result, self.store, event, space=space, user=user, job_id=job_id
                 )
                 yield Saved(event, stored)
 
