@@ -34,6 +34,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from sd35.backends import failover
 from sd35.errors import (
     EndpointMissingError,
     GenerationFailedError,
@@ -113,6 +114,8 @@ class BackendState:
     #: After a pause, one job tries the backend alone before others are sent.
     probing: bool = False
     running: int = 0
+    #: Why it is paused, for display (``sd35.backends.failover``: waiting, out_of_credits, …).
+    kind: str = "waiting"
 
     def paused(self, now: float) -> bool:
         return self.retry_at is not None and self.retry_at > now
@@ -159,6 +162,7 @@ class Scheduler:
         policy: RetryPolicy | None = None,
         clock: Callable[[], float] = time.time,
         prune_every: float = 3600.0,
+        pins: Any = None,
     ) -> None:
         if not backends:
             raise ValueError("the scheduler needs at least one backend")
@@ -170,6 +174,8 @@ class Scheduler:
         self.policy = policy or RetryPolicy()
         self.clock = clock
         self.prune_every = prune_every
+        #: Jobs pinned to one backend (``sd35.backends.pins.JobPins``), if any.
+        self.pins = pins
         self._paused_owners = store.paused_owners()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._live: dict[str, Any] = {}
@@ -257,8 +263,7 @@ class Scheduler:
     def _fill(self) -> None:
         while len(self._tasks) < self.concurrency and not self._stopping:
             now = self.clock()
-            state = next((s for s in self.states if s.available(now)), None)
-            if state is None:
+            if not any(s.available(now) for s in self.states):
                 return
             heads = self.store.heads(now, skip_owners=tuple(self._paused_owners))
             if not heads:
@@ -267,6 +272,13 @@ class Scheduler:
             self._last_owner = _owner_key(job.owner)
             if job.problem is not None or job.request is None:
                 self.store.mark_failed(job.id, "Unreadable job", job.problem or "No request.")
+                self._changed(job.id)
+                continue
+            # Failover: the first backend in order that may take this job (issue 16).
+            state = failover.choose(self.states, now, self._pin(job.id))
+            if state is None:  # pinned to a paused backend: wait for it
+                due = failover.next_try(self.states, now, self._pin(job.id), recheck=60.0)
+                self.store.mark_waiting(job.id, due, f"Waiting for {self._pin(job.id)}")
                 self._changed(job.id)
                 continue
             if not self.store.start(job.id, state.backend.name):
@@ -306,11 +318,14 @@ class Scheduler:
             else:
                 self.store.cancel(job.id, include_running=True)
         except QuotaExceededError as error:
-            self._quota(job, state, error)
+            if not self._reroute(job, state, error):
+                self._quota(job, state, error)
         except PERMANENT_ERRORS as error:
-            self.store.mark_failed(job.id, error.title, error.message)
+            if not self._reroute(job, state, error):
+                self.store.mark_failed(job.id, error.title, error.message)
         except SD35Error as error:
-            self._transient(job, state, error)
+            if not self._reroute(job, state, error):
+                self._transient(job, state, error)
         except Exception as error:  # a bug must fail this job only, with a message
             log.exception("job %s failed unexpectedly", job.id)
             self.store.mark_failed(
@@ -323,6 +338,51 @@ class Scheduler:
             self._changed(job.id)
             if self._wake is not None:
                 self._wake.set()
+
+    def _pin(self, job_id: str) -> str | None:
+        return self.pins.get(job_id) if self.pins is not None else None
+
+    def _reroute(self, job: Job, state: BackendState, error: SD35Error) -> bool:
+        """Failover (``sd35.backends.failover``): pause the failing backend with its own retry
+        time and send the job on to the next backend that can take it, or, when every backend
+        is paused by quota or credits, let it wait for the earliest retry. False leaves the
+        job to the policy above (no other backend, or a failure of this job alone)."""
+        now = self.clock()
+        if failover.pause_for(error, now, quota_delay=0, transient_delay=0) is None:
+            return False
+        pin = self._pin(job.id)
+        others = [s for s in self.states if s is not state and pin in (None, s.backend.name)]
+        streak = state.quota_streak + (0 if state.paused(now) else 1)
+        pause = failover.pause_for(
+            error,
+            now,
+            quota_delay=self.policy.quota_delay(streak),
+            transient_delay=self.policy.transient_delay(1),
+        )
+        assert pause is not None
+        if pause.kind == failover.UNUSABLE and not others:
+            return False  # the only backend: fail at once, as before
+        if isinstance(error, QuotaExceededError) and not state.paused(now):
+            state.quota_streak = streak
+        state.pause(pause.until, pause.reason)
+        state.kind = pause.kind
+        due = failover.next_try(self.states, now, pin, recheck=self.policy.quota_max)
+        if due > now and pause.kind == failover.UNREACHABLE:
+            return False  # everything is down: the transient policy counts the tries
+        if (
+            due > now
+            and pause.kind == failover.UNUSABLE
+            and all(s.kind == failover.UNUSABLE and s.paused(now) for s in others)
+        ):
+            return False  # nothing will ever take it without the user
+        where = "the next backend" if due <= now else "the first backend that comes back"
+        self.store.mark_waiting(
+            job.id,
+            due,
+            f"{state.backend.name}: {error.title}; going to {where}",
+            retries=job.retries,
+        )
+        return True
 
     def _quota(self, job: Job, state: BackendState, error: QuotaExceededError) -> None:
         now = self.clock()
@@ -377,10 +437,20 @@ class Scheduler:
     # --- what callers do (thread-safe) -------------------------------------------------------
 
     def submit(
-        self, requests: Sequence[GenerationRequest], *, owner: str | None, source: str
+        self,
+        requests: Sequence[GenerationRequest],
+        *,
+        owner: str | None,
+        source: str,
+        backend: str | None = None,
     ) -> list[Job]:
-        """Store the jobs (committed when this returns) and let the scheduler know."""
+        """Store the jobs (committed when this returns) and let the scheduler know. With
+        ``backend`` (a backend's name) the jobs run there only."""
+        if backend and self.pins is not None:
+            failover.check_pin(backend, [s.backend.name for s in self.states])
         jobs = self.store.add(requests, owner=owner, source=source, max_queue=self.max_queue)
+        if backend and self.pins is not None:
+            self.pins.pin([job.id for job in jobs], backend)
         self._kick()
         return jobs
 
@@ -469,6 +539,7 @@ def _owner_key(owner: str | None) -> tuple[bool, str]:
 def start_queue(studio: Any, *, concurrency: int, max_queue: int | None) -> Scheduler:
     """The app's queue: jobs in the gallery's file, run on the studio's Space client through
     ``Studio.run`` (so images are saved with the job id), recovered and started."""
+    from sd35.backends.pins import JobPins
     from sd35.jobs import image_finder
 
     store = JobStore.for_gallery(studio.store)
@@ -479,10 +550,11 @@ def start_queue(studio: Any, *, concurrency: int, max_queue: int | None) -> Sche
 
     scheduler = Scheduler(
         store,
-        [SpaceBackend(studio.client)],
+        getattr(studio, "backends", None) or [SpaceBackend(studio.client)],
         runner,
         concurrency=concurrency,
         max_queue=max_queue,
+        pins=JobPins(store.path),
     )
     studio.scheduler = scheduler
     return scheduler.start(find_image=image_finder(studio.store.index_path))

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sd35.backends import SpaceBackend, build_backends, choose_backends
+from sd35.backends.config import add_backend_arguments
 from sd35.cli import read_token
 from sd35.space_client import DEFAULT_SPACE, SpaceClient
 from sd35.studio import Studio, open_store
@@ -47,6 +49,9 @@ class ServerOptions:
     api_auth: list[tuple[str, str]] = field(default_factory=list)
     #: Serve the ``generate_image`` MCP tool through Gradio's MCP server.
     mcp: bool = False
+    #: The backends in failover order (``--backend``/``--space``, ``SD35_BACKENDS``); None:
+    #: ``space`` alone.
+    backends: Any = None
 
 
 class StartupError(Exception):
@@ -58,11 +63,7 @@ def parse_args(argv: list[str] | None = None) -> ServerOptions:
     parser = argparse.ArgumentParser(prog="python app.py", description="sd35 studio page")
     parser.add_argument("--host", default=env.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(env.get("GRADIO_SERVER_PORT", "7860")))
-    parser.add_argument(
-        "--space",
-        default=env.get("SD35_SPACE", DEFAULT_SPACE),
-        help="Space id or URL to drive (default: %(default)s; env SD35_SPACE)",
-    )
+    add_backend_arguments(parser)  # --space and --backend (issue 16)
     parser.add_argument(
         "--demo",
         action="store_true",
@@ -115,12 +116,14 @@ def parse_args(argv: list[str] | None = None) -> ServerOptions:
     try:
         auth = [_split_credentials(pair) for pair in pairs]
         api_auth = [_split_credentials(pair) for pair in args.api_auth]
+        backends = choose_backends(args.backend_specs, token_explicit=bool(args.token_file))
     except ValueError as exc:
         parser.error(str(exc))
     return ServerOptions(
         host=args.host,
         port=args.port,
-        space=args.space,
+        space=backends.first_space,
+        backends=backends,
         demo=args.demo,
         output_dir=args.output_dir,
         token_file=args.token_file,
@@ -191,6 +194,8 @@ class RunningStudio:
             self.studio.scheduler.stop()
         self.page.close()
         self.studio.client.close()
+        for backend in getattr(self.studio, "backends", None) or []:
+            backend.close()
         if self.standin is not None:
             self.standin.stop()
 
@@ -211,15 +216,13 @@ def start(options: ServerOptions, *, block: bool = False) -> RunningStudio:
         )
         standin.start()
         space = standin.url
-    client = SpaceClient(
-        space,
-        token=read_token(options.token_file),
-        proxy=options.proxy,
-        download_dir=Path(tempfile.mkdtemp(prefix="sd35-downloads-")),
-        timeout=options.timeout,
-    )
+    backends = _backends(options, space)
+    client = next((b.client for b in backends if isinstance(b, SpaceBackend)), None)
+    if client is None:  # no Space configured: the status line still looks at the official one
+        client = SpaceClient(DEFAULT_SPACE, token="", proxy=options.proxy)
     store = open_store(options.output_dir)
     studio = Studio(client, store, demo=options.demo, concurrency=options.concurrency)
+    studio.backends = backends
     studio.start_background()
     from sd35.scheduler import start_queue
 
@@ -256,6 +259,23 @@ def start(options: ServerOptions, *, block: bool = False) -> RunningStudio:
     if block:
         page.block_thread()
     return RunningStudio(studio=studio, page=page, url=local_url or "", standin=standin)
+
+
+def _backends(options: ServerOptions, space: str) -> list[Any]:
+    """The configured backends (the demo's stand-in alone with ``--demo``); the token goes
+    only where ``sd35.backends.tokens`` allows."""
+    choice = options.backends
+    if choice is None or options.demo:
+        choice = choose_backends(
+            [(f"space:{space}", True)], env={}, token_explicit=bool(options.token_file)
+        )
+    return build_backends(
+        choice,
+        token=read_token(options.token_file),
+        proxy=options.proxy,
+        timeout=options.timeout,
+        download_dir=Path(tempfile.mkdtemp(prefix="sd35-downloads-")),
+    )
 
 
 def _inside(path: Path, *folders: Path) -> bool:

@@ -30,6 +30,7 @@ from fastapi import APIRouter
 
 from sd35.api.a1111 import a1111_router
 from sd35.api.auth import Credentials
+from sd35.api.backends import backends_router
 from sd35.api.errors import ApiError, api_error
 from sd35.api.jobs import Gate, gate_for
 from sd35.api.mcp import add_mcp_tool
@@ -44,6 +45,7 @@ def build_router(service: ApiService) -> APIRouter:
     router = APIRouter()
     router.routes.extend(openai_router(service).routes)
     router.routes.extend(a1111_router(service).routes)
+    router.routes.extend(backends_router(service).routes)  # issue 16
     return router
 
 

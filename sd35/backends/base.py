@@ -96,6 +96,11 @@ class Backend(abc.ABC):
     def name(self) -> str:
         return self.spec.text
 
+    @property
+    def space(self) -> str:
+        """The Space behind this backend ("" when it is not a Space)."""
+        return ""
+
     @abc.abstractmethod
     def generate(self, request: GenerationRequest) -> Generation:
         """Start nothing yet: a generation to iterate or cancel. Its ``Result`` is a

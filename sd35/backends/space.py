@@ -30,6 +30,10 @@ class SpaceBackend(Backend):
         return cls(spec, SpaceClient(spec.target, token=token or "", **client_options))
 
     @property
+    def space(self) -> str:
+        return self.client.space
+
+    @property
     def url(self) -> str:
         return space_url(self.spec.target)
 
