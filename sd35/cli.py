@@ -11,9 +11,12 @@ import os
 import sys
 from pathlib import Path
 
+from sd35.backends import SpaceBackend, build_backends, choose_backends
+from sd35.backends.config import add_backend_arguments
+from sd35.backends.direct import FailoverBackend
 from sd35.errors import InvalidRequestError, QuotaExceededError, SD35Error
 from sd35.params import ASPECT_RATIOS, build_request
-from sd35.space_client import DEFAULT_SPACE, Preview, Progress, Queued, Result, SpaceClient, Started
+from sd35.space_client import Preview, Progress, Queued, Result, Started
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_REMOTE, EXIT_QUOTA, EXIT_INTERRUPTED = 0, 2, 3, 4, 130
 
@@ -37,11 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--guidance-scale", type=float)
     gen.add_argument("--steps", type=int, help="inference steps (the Space's default: 40)")
     gen.add_argument("--seed", type=int, help="fixed seed (default: random)")
-    gen.add_argument(
-        "--space",
-        default=os.environ.get("SD35_SPACE", DEFAULT_SPACE),
-        help="Space id or URL (default: %(default)s; env SD35_SPACE)",
-    )
+    add_backend_arguments(gen)  # --space and --backend, in failover order (issue 16)
     gen.add_argument("--out", default="outputs", help="output folder (default: %(default)s)")
     gen.add_argument("--token-file", help="file holding a Hugging Face token (else HF_TOKEN)")
     gen.add_argument("--proxy", help="HTTP(S) proxy URL for every request")
@@ -50,13 +49,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def generate(args: argparse.Namespace) -> int:
+    from sd35.scheduler import BackendState
     from sd35.studio import save_result
 
-    client = SpaceClient(
-        args.space, token=read_token(args.token_file), proxy=args.proxy, timeout=args.timeout
+    choice = choose_backends(args.backend_specs, token_explicit=bool(args.token_file))
+    backends = build_backends(
+        choice, token=read_token(args.token_file), proxy=args.proxy, timeout=args.timeout
     )
+    first = backends[0]
+    states = [BackendState(backend) for backend in backends]
+    client = FailoverBackend(lambda: states) if len(backends) > 1 else first
     try:
-        schema = client.schema()
+        schema = first.client.schema() if isinstance(first, SpaceBackend) else first.schema()
         request = build_request(
             args.prompt,
             negative_prompt=args.negative_prompt,
@@ -81,13 +85,14 @@ def generate(args: argparse.Namespace) -> int:
             elif isinstance(event, Preview):
                 _say(f"preview {event.index}: {event.path}")
             elif isinstance(event, Result):
-                stored = save_result(event, Path(args.out), space=client.space)
+                stored = save_result(event, Path(args.out), space=first.space)
                 _say(f"done in {event.elapsed:.1f} s, seed {event.seed}")
                 print(stored.path)
                 return EXIT_OK
         return EXIT_REMOTE
     finally:
-        client.close()
+        for backend in backends:
+            backend.close()
 
 
 def _say(line: str) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 
 from PIL import Image
 
+from sd35.backends.direct import failover_backend
 from sd35.errors import SD35Error
 from sd35.gallery import SQLiteGalleryStore, StoredImage
 from sd35.metadata import ImageMetadata
@@ -122,6 +123,8 @@ class Studio:
         self._stop = threading.Event()
         #: The job queue (``sd35.scheduler.Scheduler``), set by the server when it starts.
         self.scheduler: Any = None
+        #: The configured backends in failover order (``sd35.backends``), set by the server.
+        self.backends: list[Any] = []
 
     # -- background status ----------------------------------------------------------------------
 
@@ -174,6 +177,8 @@ class Studio:
         arrives (so the page can show it without waiting on disk), then as ``Saved`` once it
         is stored in the gallery. The queue (``sd35.scheduler``) passes the ``backend`` to use
         and its ``job_id``, written into the PNG so a restart can tell the job is done."""
+        if backend is None:  # several backends: fail over between them (issue 16)
+            backend = failover_backend(self)
         source = backend if backend is not None else self.client
         space = getattr(source, "space", self.client.space)
         async for event in source.generate(request):
@@ -299,5 +304,6 @@ def details_markdown(meta: ImageMetadata) -> str:
     return (
         f"**Prompt:** {meta.prompt}\n\n**Negative prompt:** {negative}\n\n"
         f"Seed {meta.seed} · {meta.width}×{meta.height} · {meta.num_inference_steps} steps · "
-        f"CFG {meta.guidance_scale:g} · {meta.model}\n\nFrom `{meta.space}` at {meta.created_at}"
+        f"CFG {meta.guidance_scale:g} · {meta.model}\n\nFrom `{meta.backend or meta.space}` at "
+        f"{meta.created_at}"
     )

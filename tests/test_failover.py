@@ -218,3 +218,39 @@ def test_the_backends_api_lists_each_state(spaces, tmp_path) -> None:
     assert [b["name"] for b in answer] == [f"space:{first.url}", f"space:{second.url}"]
     assert [b["state"] for b in answer] == ["waiting", "ready"]
     assert answer[0]["retry_at"] and answer[1]["capabilities"]["cancel"] is True
+
+
+def test_the_synchronous_apis_fail_over_and_then_say_why(spaces, inference, tmp_path) -> None:
+    from tests.studio_support import launch_studio
+
+    first, _ = spaces
+    first.config.fault = "quota"
+    choice = choose_backends([(f"space:{first.url}", False), (f"endpoint:{inference.url}", False)])
+    running = launch_studio(first.url, tmp_path / "out", api=True, backends=choice)
+    body = {"prompt": "a red kite", "size": "512x512", "response_format": "url"}
+    try:
+        answer = httpx.post(running.url + "v1/images/generations", json=body, timeout=60)
+        assert answer.status_code == 200, answer.text
+        (item,) = running.studio.store.list().items
+        assert item.meta.backend == f"endpoint:{inference.url}"
+        inference.config.fault = "credits"
+        refused = httpx.post(running.url + "v1/images/generations", json=body, timeout=60)
+    finally:
+        running.close()
+    assert refused.status_code == 429
+    message = refused.json()["error"]["message"]
+    assert "Every backend is paused" in message and "credits" in message and "quota" in message
+    assert int(refused.headers["retry-after"]) > 0  # the Space's pause comes back by itself
+
+
+def test_the_cli_fails_over_too(spaces, inference, tmp_path, capsys) -> None:
+    from sd35.cli import main
+
+    first, _ = spaces
+    first.config.fault = "quota"
+    size = ["--width", "512", "--height", "512", "--steps", "4"]
+    order = ["--space", first.url, "--backend", f"endpoint:{inference.url}"]
+    code = main(["generate", "a paper boat", *size, *order, "--out", str(tmp_path / "out")])
+    assert code == 0
+    meta = read_metadata(Path(capsys.readouterr().out.strip()))
+    assert meta is not None and meta.backend == f"endpoint:{inference.url}"

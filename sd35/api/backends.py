@@ -13,16 +13,7 @@ from starlette.responses import JSONResponse
 from sd35.api.errors import ApiError
 from sd35.api.service import ApiService, Route
 from sd35.backends import failover
-
-
-def backend_states(studio: Any) -> list[Any]:
-    """The scheduler's per-backend states, or a fresh (ready) one per configured backend."""
-    scheduler = getattr(studio, "scheduler", None)
-    if scheduler is not None:
-        return list(scheduler.states)
-    from sd35.scheduler import BackendState
-
-    return [BackendState(backend) for backend in getattr(studio, "backends", None) or []]
+from sd35.backends.direct import backend_states
 
 
 def _shape(error: ApiError) -> JSONResponse:
