@@ -242,7 +242,7 @@ class JobStore:
     ) -> list[Job]:
         """Jobs of ``owner`` (``...``: everyone's), newest first or in queue order."""
         where, args = self._where(owner, states)
-        order = "created DESC, id DESC" if newest_first else "seq"
+        order = "created DESC, seq DESC" if newest_first else "seq"
         with self._lock:
             rows = self._conn.execute(
                 f"SELECT {_COLUMNS} FROM jobs{where} ORDER BY {order} LIMIT ? OFFSET ?",
