@@ -29,7 +29,7 @@ from sd35.params import INPUT_ORDER, GenerationRequest, batch_requests
 
 #: Jobs one POST may add.
 MAX_COUNT = 16
-_FIELDS = frozenset({*INPUT_ORDER, "count"})
+_FIELDS = frozenset({*INPUT_ORDER, "count", "backend"})  # backend: pin (issue 16)
 
 
 def queue_error(error: ApiError) -> JSONResponse:
@@ -118,7 +118,11 @@ class QueueHandlers(Handlers):
         requests = job_requests(data, self.studio.schema())
         try:
             jobs = await asyncio.to_thread(
-                self.scheduler.submit, requests, owner=owner, source="api"
+                self.scheduler.submit,
+                requests,
+                owner=owner,
+                source="api",
+                backend=data.get("backend") or None,
             )
         except QueueLimitError as error:
             raise ApiError(429, error.message, code="queue_full", title=error.title) from None
