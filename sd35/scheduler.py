@@ -360,8 +360,9 @@ class Scheduler:
             transient_delay=self.policy.transient_delay(1),
         )
         assert pause is not None
-        if pause.kind == failover.UNUSABLE and not others:
-            return False  # the only backend: fail at once, as before
+        if not others and pause.kind != failover.NO_CREDITS:
+            state.kind = pause.kind
+            return False  # the only backend: the policy above, as before
         if isinstance(error, QuotaExceededError) and not state.paused(now):
             state.quota_streak = streak
         state.pause(pause.until, pause.reason)

@@ -15,6 +15,7 @@ from typing import Any
 
 import gradio as gr
 
+from sd35.backends.panel import add_backend_panel, pinned_backend, restore_choice, schema_for
 from sd35.errors import SD35Error
 from sd35.metadata import ImageMetadata, read_metadata, to_a1111
 from sd35.params import (
@@ -236,6 +237,7 @@ def build_ui(studio: Studio) -> gr.Blocks:
                     randomize = gr.Checkbox(value=True, label="Randomize seed", elem_id="randomize")
                     reuse_seed = gr.Button("♻ Reuse last seed", size="sm", elem_id="reuse-seed")
                     batch = gr.Slider(1, MAX_BATCH, value=1, step=1, label="Batch count")
+                backend_choice = add_backend_panel(studio, width, height, guidance, steps)
                 gr.Examples(EXAMPLES, inputs=[prompt], label="Examples")
             with gr.Column(scale=3):
                 output = gr.Image(
@@ -359,6 +361,7 @@ def build_ui(studio: Studio) -> gr.Blocks:
             seed_value: float | None,
             randomize_value: bool,
             batch_value: float,
+            backend_value: str | None,
             request: gr.Request,
         ) -> AsyncIterator[tuple[Any, ...]]:
             """Generate ``batch`` images, streaming progress and previews into the page.
@@ -379,11 +382,12 @@ def build_ui(studio: Studio) -> gr.Blocks:
                     steps_value,
                     seed_value,
                     randomize_value,
-                    studio.schema(),
+                    schema_for(studio, backend_value),
                 )
                 jobs = batch_requests(base, max(1, min(MAX_BATCH, int(batch_value or 1))))
                 for index, job in enumerate(jobs, start=1):
-                    async for event in studio.run(job, user):
+                    pinned = pinned_backend(studio, backend_value)
+                    async for event in studio.run(job, user, backend=pinned):
                         if isinstance(event, Saved):
                             done = "✅ Done" if index == len(jobs) else f"✅ Image {index} done"
                             yield view.show(
@@ -406,7 +410,7 @@ def build_ui(studio: Studio) -> gr.Blocks:
 
         run_event = generate.click(
             run,
-            [*form, batch],
+            [*form, batch, backend_choice],
             [output, run_status, result_info, last_seed, last_saved],
             api_name="generate",
             show_progress="hidden",
@@ -519,10 +523,12 @@ def build_ui(studio: Studio) -> gr.Blocks:
         def on_use_settings(image_id: str | None, request: gr.Request) -> list[Any]:
             item = studio.store.get(image_id, user=_user(request)) if image_id else None
             if item is None:
-                return [gr.skip()] * len(form)
-            return form_values(item.meta)
+                return [gr.skip()] * (len(form) + 1)
+            return [*form_values(item.meta), restore_choice(studio, item.meta.backend)]
 
-        use_settings.click(on_use_settings, [selected_id], form, api_visibility="private")
+        use_settings.click(
+            on_use_settings, [selected_id], [*form, backend_choice], api_visibility="private"
+        )
 
         def on_star(image_id, number, search_text, only_starred, request: gr.Request):
             item = studio.store.get(image_id, user=_user(request)) if image_id else None
