@@ -29,6 +29,7 @@ SECTIONS = {
     "latency": "bench.latency",
     "concurrency": "bench.concurrency",
     "gallery": "bench.gallery_scale",
+    "backends": "bench.backends",
 }
 FINDINGS = Path(__file__).with_name("FINDINGS.md")
 

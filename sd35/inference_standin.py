@@ -57,6 +57,9 @@ class InferenceStandinConfig:
     retry_after: int = 30
     seen_headers: list[dict[str, str]] = field(default_factory=list)
     seen_bodies: list[dict[str, Any]] = field(default_factory=list)
+    #: ``time.monotonic()`` when each request arrived and when its answer was sent.
+    arrived: list[float] = field(default_factory=list)
+    answered: list[float] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def take_fault(self) -> str | None:
@@ -107,6 +110,7 @@ def _handler(config: InferenceStandinConfig) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("content-length") or 0)
             raw = self.rfile.read(length) if length else b""
             with config.lock:
+                config.arrived.append(time.monotonic())
                 config.seen_headers.append({k.lower(): v for k, v in self.headers.items()})
             try:
                 body = json.loads(raw or b"{}")
@@ -160,6 +164,9 @@ def _handler(config: InferenceStandinConfig) -> type[BaseHTTPRequestHandler]:
                 self.send_header(key, value)
             self.end_headers()
             self.wfile.write(data)
+            self.wfile.flush()
+            with config.lock:
+                config.answered.append(time.monotonic())
 
     return Handler
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import email.utils
+import io
 import random
 import tempfile
 import threading
@@ -155,9 +156,18 @@ class InferenceBackend(Backend):
             raise map_inference_error(exc, self) from None
 
     def save(self, image: Image.Image) -> Path:
-        """The image as a PNG in the download folder (fast compression: the gallery writes
-        the kept copy with its metadata)."""
+        """The image in the download folder, for the gallery to keep with its metadata.
+
+        ``text_to_image`` hands back ``Image.open(BytesIO(answer))``, not yet decoded: the
+        provider's own bytes are written as they came (re-encoding a 1024×1024 PNG costs
+        ~150 ms); anything else is saved as a quickly compressed PNG."""
         self.download_dir.mkdir(parents=True, exist_ok=True)
+        raw = getattr(image, "fp", None)
+        kind = (image.format or "").lower()
+        if isinstance(raw, io.BytesIO) and kind in ("png", "jpeg", "webp"):
+            path = self.download_dir / f"{uuid.uuid4().hex}.{kind}"
+            path.write_bytes(raw.getvalue())
+            return path
         path = self.download_dir / f"{uuid.uuid4().hex}.png"
         image.save(path, format="PNG", compress_level=1)
         return path
