@@ -376,13 +376,11 @@ class Scheduler:
             and all(s.kind == failover.UNUSABLE and s.paused(now) for s in others)
         ):
             return False  # nothing will ever take it without the user
-        where = "the next backend" if due <= now else "the first backend that comes back"
-        self.store.mark_waiting(
-            job.id,
-            due,
-            f"{state.backend.name}: {error.title}; going to {where}",
-            retries=job.retries,
-        )
+        if due <= now:  # another backend takes it now: back in the queue, in its place
+            self.store.requeue(job.id, f"{state.backend.name}: {error.title}; to the next backend")
+            return True
+        reason = f"{state.backend.name}: {error.title}; waiting for the first backend back"
+        self.store.mark_waiting(job.id, due, reason, retries=job.retries)
         return True
 
     def _quota(self, job: Job, state: BackendState, error: QuotaExceededError) -> None:

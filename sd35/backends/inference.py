@@ -98,9 +98,11 @@ class InferenceBackend(Backend):
         self.model = spec.model or spec.target
         self.timeout = timeout
         self.download_dir = Path(download_dir or tempfile.mkdtemp(prefix="sd35-inference-"))
-        send = bool(token) and may_receive_token(self.url, token_origins)
-        self._token = token if send else None
-        self.has_token = send
+        #: Whether this URL may receive a token at all (then huggingface_hub may also use a
+        #: stored login here, which goes to Hugging Face's hosts only).
+        self._trusted = may_receive_token(self.url, token_origins)
+        self._token = token if token and self._trusted else None
+        self.has_token = self._token is not None
         self._client_factory = client_factory
         self._client: InferenceClient | None = None
         self._lock = threading.Lock()
@@ -127,7 +129,7 @@ class InferenceBackend(Backend):
         with self._lock:
             if self._client is None:
                 # See the module notes: None headers are dropped, so nothing implicit is sent.
-                headers = {} if self._token else {"authorization": None}
+                headers = {} if self._trusted else {"authorization": None}
                 self._client = self._client_factory(
                     provider=self.provider,
                     token=self._token,
