@@ -26,7 +26,18 @@ from typing import Any
 import gradio as gr
 
 from sd35.errors import SD35Error
-from sd35.jobs import CANCELLED, DONE, FAILED, PENDING, QUEUED, RUNNING, WAITING, Job
+from sd35.jobs import (
+    CANCELLED,
+    DONE,
+    FAILED,
+    PENDING,
+    QUEUED,
+    RUNNING,
+    WAITING,
+    Job,
+    countdown,
+    waiting_line,
+)
 from sd35.params import GenerationRequest
 from sd35.scheduler import JobChanged, Scheduler
 from sd35.space_client import Progress, Queued, Started
@@ -62,20 +73,6 @@ def from_api_client(request: gr.Request | None) -> bool:
     """True for a ``gradio_client`` caller (not a page in a browser)."""
     headers = getattr(request, "headers", None) or {}
     return headers.get("x-gradio-user") == "api"
-
-
-def countdown(seconds: float) -> str:
-    """``0:09:48``."""
-    seconds = max(0, int(seconds + 0.999))
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
-
-
-def waiting_line(retry_at: float, now: float, reason: str | None = None) -> str:
-    """ "Waiting for GPU quota: next try at 14:32, in 0:09:48" (or another reason's title)."""
-    what = "GPU quota" if not reason or "quota" in reason.lower() else reason.split(":")[0]
-    at = datetime.fromtimestamp(retry_at)
-    return f"Waiting for {what}: next try at {at:%H:%M}, in {countdown(retry_at - now)}"
 
 
 # --- generating from the page -----------------------------------------------------------------
