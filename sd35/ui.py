@@ -415,6 +415,7 @@ def build_ui(studio: Studio) -> gr.Blocks:
             show_progress="hidden",
             concurrency_limit=studio.concurrency,
             concurrency_id="generate",
+            trigger_mode="multiple",  # Generate adds to the queue while a job runs
         )
 
         async def after_save(search_text: str, only_starred: bool, request: gr.Request):
