@@ -29,6 +29,7 @@ SECTIONS = {
     "latency": "bench.latency",
     "concurrency": "bench.concurrency",
     "gallery": "bench.gallery_scale",
+    "queue": "bench.queue",
 }
 FINDINGS = Path(__file__).with_name("FINDINGS.md")
 
