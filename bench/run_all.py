@@ -30,6 +30,7 @@ SECTIONS = {
     "concurrency": "bench.concurrency",
     "gallery": "bench.gallery_scale",
     "backends": "bench.backends",
+    "queue": "bench.queue",
 }
 FINDINGS = Path(__file__).with_name("FINDINGS.md")
 

@@ -9,7 +9,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from sd35.backends import SpaceBackend, build_backends, choose_backends
 from sd35.backends.config import add_backend_arguments
@@ -45,12 +48,16 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--token-file", help="file holding a Hugging Face token (else HF_TOKEN)")
     gen.add_argument("--proxy", help="HTTP(S) proxy URL for every request")
     gen.add_argument("--timeout", type=float, default=900.0, help="seconds for the whole job")
+    gen.add_argument(
+        "--wait-quota",
+        action="store_true",
+        help="when the GPU quota is out, wait (countdown on stderr) and try again, not exit 4",
+    )
     return parser
 
 
 def generate(args: argparse.Namespace) -> int:
     from sd35.scheduler import BackendState
-    from sd35.studio import save_result
 
     choice = choose_backends(args.backend_specs, token_explicit=bool(args.token_file))
     backends = build_backends(
@@ -58,7 +65,7 @@ def generate(args: argparse.Namespace) -> int:
     )
     first = backends[0]
     states = [BackendState(backend) for backend in backends]
-    client = FailoverBackend(lambda: states) if len(backends) > 1 else first
+    client: Any = FailoverBackend(lambda: states) if len(backends) > 1 else first
     try:
         schema = first.client.schema() if isinstance(first, SpaceBackend) else first.schema()
         request = build_request(
@@ -73,26 +80,74 @@ def generate(args: argparse.Namespace) -> int:
             randomize_seed=args.seed is None,
             schema=schema,
         )
-        for event in client.generate(request):
-            if isinstance(event, Queued):
-                position = "" if event.position is None else f" at position {event.position + 1}"
-                eta = f", about {event.eta:.0f} s" if event.eta and event.eta >= 1 else ""
-                _say(f"queued{position}{eta}")
-            elif isinstance(event, Started):
-                _say("generating…")
-            elif isinstance(event, Progress):
-                _say(f"step {event.step}/{event.total}")
-            elif isinstance(event, Preview):
-                _say(f"preview {event.index}: {event.path}")
-            elif isinstance(event, Result):
-                stored = save_result(event, Path(args.out), space=first.space)
-                _say(f"done in {event.elapsed:.1f} s, seed {event.seed}")
-                print(stored.path)
-                return EXIT_OK
-        return EXIT_REMOTE
+        refusals = 0
+        while True:
+            try:
+                return _run(client, request, args)
+            except QuotaExceededError as exc:
+                if not args.wait_quota:
+                    raise
+                refusals += 1
+                wait_out_quota(exc, refusals)
     finally:
         for backend in backends:
             backend.close()
+
+
+def _run(client: Any, request: Any, args: argparse.Namespace) -> int:
+    """One try: stream progress to stderr, save the image, print its path."""
+    from sd35.studio import save_result
+
+    for event in client.generate(request):
+        if isinstance(event, Queued):
+            position = "" if event.position is None else f" at position {event.position + 1}"
+            eta = f", about {event.eta:.0f} s" if event.eta and event.eta >= 1 else ""
+            _say(f"queued{position}{eta}")
+        elif isinstance(event, Started):
+            _say("generating…")
+        elif isinstance(event, Progress):
+            _say(f"step {event.step}/{event.total}")
+        elif isinstance(event, Preview):
+            _say(f"preview {event.index}: {event.path}")
+        elif isinstance(event, Result):
+            stored = save_result(event, Path(args.out), space=client.space)
+            _say(f"done in {event.elapsed:.1f} s, seed {event.seed}")
+            print(stored.path)
+            return EXIT_OK
+    return EXIT_REMOTE
+
+
+def wait_out_quota(
+    error: QuotaExceededError, refusals: int, *, sleep: Callable[[float], None] = time.sleep
+) -> None:
+    """Wait until the time the Space named, else the queue's backoff (``RetryPolicy``: 10 min
+    doubling to 2 h), with a countdown on stderr (one line a second on a terminal, else one a
+    minute)."""
+    from sd35.jobs import waiting_line
+    from sd35.scheduler import RetryPolicy
+
+    if error.retry_after is not None:
+        seconds = error.retry_after.total_seconds()
+    else:
+        seconds = RetryPolicy().quota_delay(refusals)
+    until = time.time() + seconds
+    _say(f"GPU quota: {error.space_message}")
+    tty = sys.stderr.isatty()
+    last = -1
+    while (left := until - time.time()) > 0:
+        if tty or last < 0 or last - left >= 60:
+            line = waiting_line(until, time.time())
+            print(
+                f"\r{line}   " if tty else line,
+                end="" if tty else "\n",
+                file=sys.stderr,
+                flush=True,
+            )
+            last = left
+        sleep(min(1.0, left))
+    if tty:
+        print(file=sys.stderr)
+    _say("trying again…")
 
 
 def _say(line: str) -> None:

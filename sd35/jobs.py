@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -464,6 +465,20 @@ def _notes(text: str) -> list[Any]:
     except ValueError:
         return []
     return value if isinstance(value, list) else []
+
+
+def countdown(seconds: float) -> str:
+    """``0:09:48``."""
+    seconds = max(0, int(seconds + 0.999))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
+
+
+def waiting_line(retry_at: float, now: float, reason: str | None = None) -> str:
+    """ "Waiting for GPU quota: next try at 14:32, in 0:09:48" (or another reason's title)."""
+    what = "GPU quota" if not reason or "quota" in reason.lower() else reason.split(":")[0]
+    at = datetime.fromtimestamp(retry_at)
+    return f"Waiting for {what}: next try at {at:%H:%M}, in {countdown(retry_at - now)}"
 
 
 def image_finder(gallery_index: Path | str) -> Callable[[str], str | None]:

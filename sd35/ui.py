@@ -24,6 +24,7 @@ from sd35.params import (
     aspect_ratio_presets,
     batch_requests,
 )
+from sd35.queue_panel import build_queue_panel, generation_events, stop_handler
 from sd35.space_client import Preview, Progress, Result
 from sd35.studio import (
     Saved,
@@ -62,7 +63,8 @@ document.addEventListener('keydown', (event) => {
     if (button && !button.disabled) { event.preventDefault(); button.click(); }
   }
 });
-// When an image finishes while the tab is in the background: a short tone and a notification.
+// When an image finishes while the tab is in the background: a short tone. (The notification
+// comes when the queue runs empty: see sd35/queue_panel.py.)
 (() => {
   let last = '';
   const chime = () => {
@@ -80,9 +82,6 @@ document.addEventListener('keydown', (event) => {
     last = text;
     if (!text.includes('Done') || !document.hidden) return;
     chime();
-    if ('Notification' in window && Notification.permission === 'granted') {
-      new Notification('sd35: your image is ready');
-    }
   }, 500);
   document.addEventListener('click', () => {
     if ('Notification' in window && Notification.permission === 'default') {
@@ -288,6 +287,9 @@ def build_ui(studio: Studio) -> gr.Blocks:
                     zip_button = gr.Button("Download this page as ZIP", size="sm")
                     zip_file = gr.File(label="ZIP", visible=False)
 
+        with gr.Tab("Queue", elem_id="queue-tab"):
+            build_queue_panel(studio, page)
+
         with gr.Tab("PNG Info"):
             png_file = gr.File(label="Drop a PNG (ours or AUTOMATIC1111's)", type="filepath")
             png_text = gr.Code(label="Parameters", language=None, interactive=False)
@@ -370,7 +372,6 @@ def build_ui(studio: Studio) -> gr.Blocks:
             Gradio rebuilds a skipped component's schema on every update, which cost more
             than the whole stream. The gallery is refreshed by ``last_saved`` listeners.
             """
-            user = _user(request)
             view = _RunView()
             try:
                 base = request_from_form(
@@ -385,25 +386,27 @@ def build_ui(studio: Studio) -> gr.Blocks:
                     schema_for(studio, backend_value),
                 )
                 jobs = batch_requests(base, max(1, min(MAX_BATCH, int(batch_value or 1))))
-                for index, job in enumerate(jobs, start=1):
-                    pinned = pinned_backend(studio, backend_value)
-                    async for event in studio.run(job, user, backend=pinned):
-                        if isinstance(event, Saved):
-                            done = "✅ Done" if index == len(jobs) else f"✅ Image {index} done"
-                            yield view.show(
-                                image=str(event.image.path),
-                                status=done,
-                                info=result_line(event),
-                                seed=event.result.seed,
-                                saved=event.image.id,
-                            )
-                        elif isinstance(event, Result):  # shown at once; saving follows
-                            yield view.show(image=str(event.path), status="💾 Saving…")
-                        elif isinstance(event, Preview):
-                            yield view.show(image=str(event.path))
-                        elif view.due(event):
-                            line = progress_line(event, image_index=index, batch=len(jobs))
-                            yield view.show(status=line)
+                # Through the queue (sd35.queue_panel): each image is a stored job.
+                pinned = pinned_backend(studio, backend_value)
+                async for index, event in generation_events(studio, jobs, request, pinned):
+                    if isinstance(event, str):  # a queue line: position, or waiting for quota
+                        yield view.show(status=event)
+                    elif isinstance(event, Saved):
+                        done = "✅ Done" if index == len(jobs) else f"✅ Image {index} done"
+                        yield view.show(
+                            image=str(event.image.path),
+                            status=done,
+                            info=result_line(event),
+                            seed=event.result.seed,
+                            saved=event.image.id,
+                        )
+                    elif isinstance(event, Result):  # shown at once; saving follows
+                        yield view.show(image=str(event.path), status="💾 Saving…")
+                    elif isinstance(event, Preview):
+                        yield view.show(image=str(event.path))
+                    elif view.due(event):
+                        line = progress_line(event, image_index=index, batch=len(jobs))
+                        yield view.show(status=line)
             except SD35Error as error:
                 yield view.show(status=error_line(error))
                 raise gr.Error(error.message, title=error.title, print_exception=False) from None
@@ -416,6 +419,7 @@ def build_ui(studio: Studio) -> gr.Blocks:
             show_progress="hidden",
             concurrency_limit=studio.concurrency,
             concurrency_id="generate",
+            trigger_mode="multiple",  # Generate adds to the queue while a job runs
         )
 
         async def after_save(search_text: str, only_starred: bool, request: gr.Request):
@@ -438,7 +442,7 @@ def build_ui(studio: Studio) -> gr.Blocks:
         stop.click(
             None, None, None, cancels=[run_event], queue=False, api_visibility="private"
         ).then(
-            lambda: "⏹ Stopped. The remote job was cancelled.",
+            stop_handler(studio),
             None,
             run_status,
             queue=False,

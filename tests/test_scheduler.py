@@ -5,15 +5,22 @@ take turns, and a running job can be cancelled remotely."""
 from __future__ import annotations
 
 import itertools
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
+import httpx
 import pytest
 
-from sd35.jobs import CANCELLED, DONE, FAILED, QUEUED, RUNNING, WAITING
+from sd35.api.queue_api import iso
+from sd35.jobs import CANCELLED, DONE, FAILED, QUEUED, RUNNING, WAITING, JobStore
 from sd35.metadata import read_metadata
 from sd35.scheduler import RetryPolicy
 from sd35.standin import StandinConfig, StandinServer
+from tests.loopback import free_port
 from tests.queue_support import FAST, queue_on, small, state_of, wait_for
 
 
@@ -188,3 +195,81 @@ def test_stopping_puts_running_jobs_back_in_the_queue(standin, tmp_path):
         scheduler.stop()
         stored = scheduler.store.get(job.id)
         assert stored.state == QUEUED and "shutdown" in stored.history[-1][1]
+
+
+# --- SIGKILL of the app process -------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _app(space_url: str, output_dir: Path, port: int) -> subprocess.Popen:
+    command = [sys.executable, str(REPO / "app.py"), "--space", space_url, "--port", str(port),
+               "--output-dir", str(output_dir), "--api", "--concurrency", "1"]  # fmt: skip
+    return subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _up(client: httpx.Client) -> bool:
+    try:
+        return client.get("/api/v1/jobs").is_success
+    except httpx.HTTPError:
+        return False
+
+
+def _jobs(client: httpx.Client) -> dict[str, dict]:
+    try:
+        response = client.get("/api/v1/jobs", params={"limit": 100})
+    except httpx.HTTPError:
+        return {}
+    return {job["prompt"]: job for job in response.json()["jobs"]} if response.is_success else {}
+
+
+def test_sigkill_while_jobs_are_queued_waiting_and_running_loses_none_runs_none_twice(tmp_path):
+    config = StandinConfig(seconds_per_step=0.1, concurrency=4, previews=True)
+    port = free_port()
+    outputs = tmp_path / "outputs"
+    with (
+        StandinServer(config) as space,
+        httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client,
+    ):
+        app = _app(space.url, outputs, port)
+        try:
+            wait_for(lambda: _up(client), timeout=90, what="the app")
+            config.fault_once = "crash"  # a transient failure: the job waits 15 s
+            body = {"width": 512, "height": 512, "num_inference_steps": 4}
+            client.post("/api/v1/jobs", json={"prompt": "waiting", **body})
+            wait_for(lambda: _jobs(client)["waiting"]["state"] == "waiting", what="waiting")
+            retry_at = _jobs(client)["waiting"]["retry_at"]
+            client.post("/api/v1/jobs", json={**body, "prompt": "running",
+                                               "num_inference_steps": 40})  # fmt: skip
+            for name in ("queued 1", "queued 2"):
+                client.post("/api/v1/jobs", json={"prompt": name, **body})
+            wait_for(lambda: config.jobs_started == 2 and _jobs(client)["running"]["state"]
+                     == "running", what="the long job to run")  # fmt: skip
+            states = {prompt: job["state"] for prompt, job in _jobs(client).items()}
+            assert states == {"waiting": "waiting", "running": "running",
+                              "queued 1": "queued", "queued 2": "queued"}  # fmt: skip
+        finally:
+            app.send_signal(signal.SIGKILL)
+            app.wait(10)
+        # What the killed process left on disk: every job, in the state it was in.
+        store = JobStore(outputs / ".index.sqlite3")
+        left = {job.prompt: job for job in store.list()}
+        store.close()
+        assert {prompt: job.state for prompt, job in left.items()} == states
+        assert retry_at.startswith(iso(left["waiting"].retry_at)[:19])
+        app = _app(space.url, outputs, port)
+        try:
+            wait_for(lambda: len(_jobs(client)) == 4, timeout=90, what="the restarted app")
+            notes = [entry["note"] for entry in _jobs(client)["running"]["history"]]
+            assert "interrupted by a restart, queued again" in notes
+            wait_for(lambda: all(job["state"] == "done" for job in _jobs(client).values()),
+                     timeout=90, what="every job")  # fmt: skip
+        finally:
+            app.send_signal(signal.SIGTERM)
+            app.wait(20)
+    pngs = sorted(outputs.glob("????-??-??/*.png"))
+    made = [read_metadata(png).prompt for png in pngs]
+    assert sorted(made) == ["queued 1", "queued 2", "running", "waiting"]  # none twice
+    started = [inputs["prompt"] for inputs in config.seen_inputs]
+    assert started.count("queued 1") == started.count("queued 2") == 1
+    assert started.count("waiting") == 2  # the failed try, then the one that worked
