@@ -14,6 +14,7 @@ from PIL import Image
 
 from sd35.backends import (
     BackendAuthError,
+    BackendChoice,
     BackendResult,
     CreditsExhaustedError,
     InferenceBackend,
@@ -88,6 +89,12 @@ def test_the_default_is_the_official_space_alone_and_never_bills() -> None:
     assert len(choice.specs) == 1
     (spec,) = choice.specs
     assert spec.kind == "space" and not spec.explicit and not spec.can_bill
+
+
+def test_a_backend_that_bills_is_never_built_unless_named() -> None:
+    implicit = BackendChoice((parse_spec("inference:fal-ai", explicit=False),))
+    with pytest.raises(InvalidRequestError, match="can bill"):
+        build_backends(implicit, token=None)
 
 
 def test_a_bad_spec_is_refused_with_what_is_accepted() -> None:

@@ -20,6 +20,7 @@ from sd35.backends.base import Backend, BackendSpec, parse_spec
 from sd35.backends.inference import InferenceBackend
 from sd35.backends.space import SpaceBackend
 from sd35.backends.tokens import is_hf_host, origin, token_for
+from sd35.errors import InvalidRequestError
 from sd35.space_client import DEFAULT_SPACE, space_url
 
 
@@ -110,6 +111,10 @@ def build_backends(
     download_dir = download_dir or Path(tempfile.mkdtemp(prefix="sd35-downloads-"))
     backends: list[Backend] = []
     for spec in choice.specs:
+        if spec.can_bill and not spec.explicit:  # never spend money the user did not ask for
+            raise InvalidRequestError(
+                "backend", spec.text, f"{spec.text} can bill your account: name it explicitly."
+            )
         if spec.kind == "space":
             backends.append(
                 SpaceBackend.create(
