@@ -162,8 +162,9 @@ class JobStore:
         self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._conn.execute("PRAGMA busy_timeout = 5000")
         self._conn.execute("PRAGMA journal_mode = WAL")
-        # FULL, not NORMAL: an accepted job must survive a power cut as well as a crash.
-        self._conn.execute("PRAGMA synchronous = FULL")
+        # NORMAL in WAL mode, as the gallery: a commit survives any crash of the process
+        # (SIGKILL included); only a power cut may lose the last few.
+        self._conn.execute("PRAGMA synchronous = NORMAL")
         with self._lock:
             self._conn.executescript(f"BEGIN; {_SCHEMA} COMMIT;")
 

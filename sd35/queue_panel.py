@@ -115,6 +115,8 @@ async def follow(
         first = await asyncio.to_thread(scheduler.store.get, jobs[0].id)
         if first is not None and first.state == QUEUED:
             yield 1, queue_line(scheduler, first, len(jobs))
+            if scheduler.is_paused(user):
+                return  # nothing will start: do not hold one of the page's streams open
         while pending:
             job_id, item = await updates.get()
             if job_id not in pending:
