@@ -30,6 +30,8 @@ SECTIONS = {
     "concurrency": "bench.concurrency",
     "gallery": "bench.gallery_scale",
     "remote": "bench.remote_compute",
+    "backends": "bench.backends",
+    "queue": "bench.queue",
 }
 FINDINGS = Path(__file__).with_name("FINDINGS.md")
 

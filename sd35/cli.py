@@ -8,27 +8,23 @@ kept, the message says where), 4 quota exhausted, 130 interrupted.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from sd35.backends import SpaceBackend, build_backends, choose_backends
+from sd35.backends.config import add_backend_arguments
+from sd35.backends.direct import FailoverBackend
 from sd35.errors import InvalidRequestError, QuotaExceededError, SD35Error
 from sd35.options import OneLineParser, finite_number, whole_number
 from sd35.params import ASPECT_RATIOS, build_request
 from sd35.safekeeping import ImageNotSavedError
-from sd35.space_client import (
-    DEFAULT_SPACE,
-    Preview,
-    Progress,
-    Queued,
-    Result,
-    SpaceClient,
-    Started,
-    space_url,
-)
-from sd35.tokens import resolve_token
+from sd35.space_client import Preview, Progress, Queued, Result, Started
+from sd35.tokens import environment_token, read_token_file
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_REMOTE, EXIT_QUOTA, EXIT_INTERRUPTED = 0, 2, 3, 4, 130
 
@@ -45,30 +41,35 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--guidance-scale", type=finite_number)
     gen.add_argument("--steps", type=whole_number, help="inference steps (the Space's default: 40)")
     gen.add_argument("--seed", type=whole_number, help="fixed seed (default: random)")
-    gen.add_argument(
-        "--space",
-        default=os.environ.get("SD35_SPACE", DEFAULT_SPACE),
-        help="Space id or URL (default: %(default)s; env SD35_SPACE)",
-    )
+    add_backend_arguments(gen)  # --space and --backend, in failover order
     gen.add_argument("--out", default="outputs", help="output folder (default: %(default)s)")
     gen.add_argument("--token-file", help="file holding a Hugging Face token (else HF_TOKEN)")
     gen.add_argument("--proxy", help="HTTP(S) proxy URL for every request")
     gen.add_argument(
         "--timeout", type=finite_number, default=900.0, help="seconds for the whole job"
     )
+    gen.add_argument(
+        "--wait-quota",
+        action="store_true",
+        help="when the GPU quota is out, wait (countdown on stderr) and try again, not exit 4",
+    )
     return parser
 
 
 def generate(args: argparse.Namespace) -> int:
-    from sd35.studio import save_result
+    from sd35.scheduler import BackendState
 
-    token = resolve_token(space_url(args.space), args.token_file)  # the one token rule
+    choice = choose_backends(args.backend_specs, token_explicit=bool(args.token_file))
+    token = read_token_file(args.token_file) if args.token_file else environment_token()
     downloads = tempfile.mkdtemp(prefix="sd35-downloads-")  # removed once the image is saved
-    client = SpaceClient(
-        args.space, token=token, proxy=args.proxy, timeout=args.timeout, download_dir=downloads
+    backends = build_backends(
+        choice, token=token, proxy=args.proxy, timeout=args.timeout, download_dir=Path(downloads)
     )
+    first = backends[0]
+    states = [BackendState(backend) for backend in backends]
+    client: Any = FailoverBackend(lambda: states) if len(backends) > 1 else first
     try:
-        schema = client.schema()
+        schema = first.client.schema() if isinstance(first, SpaceBackend) else first.schema()
         request = build_request(
             args.prompt,
             negative_prompt=args.negative_prompt,
@@ -81,26 +82,75 @@ def generate(args: argparse.Namespace) -> int:
             randomize_seed=args.seed is None,
             schema=schema,
         )
-        for event in client.generate(request):
-            if isinstance(event, Queued):
-                position = "" if event.position is None else f" at position {event.position + 1}"
-                eta = f", about {event.eta:.0f} s" if event.eta and event.eta >= 1 else ""
-                _say(f"queued{position}{eta}")
-            elif isinstance(event, Started):
-                _say("generating…")
-            elif isinstance(event, Progress):
-                _say(f"step {event.step}/{event.total}")
-            elif isinstance(event, Preview):
-                _say(f"preview {event.index}: {event.path}")
-            elif isinstance(event, Result):
-                stored = save_result(event, Path(args.out), space=client.space)
-                _say(f"done in {event.elapsed:.1f} s, seed {event.seed}")
-                print(stored.path)
-                return EXIT_OK
-        return EXIT_REMOTE
+        refusals = 0
+        while True:
+            try:
+                return _run(client, request, args)
+            except QuotaExceededError as exc:
+                if not args.wait_quota:
+                    raise
+                refusals += 1
+                wait_out_quota(exc, refusals)
     finally:
-        client.close()
+        for backend in backends:
+            backend.close()
         shutil.rmtree(downloads, ignore_errors=True)
+
+
+def _run(client: Any, request: Any, args: argparse.Namespace) -> int:
+    """One try: stream progress to stderr, save the image, print its path."""
+    from sd35.studio import save_result
+
+    for event in client.generate(request):
+        if isinstance(event, Queued):
+            position = "" if event.position is None else f" at position {event.position + 1}"
+            eta = f", about {event.eta:.0f} s" if event.eta and event.eta >= 1 else ""
+            _say(f"queued{position}{eta}")
+        elif isinstance(event, Started):
+            _say("generating…")
+        elif isinstance(event, Progress):
+            _say(f"step {event.step}/{event.total}")
+        elif isinstance(event, Preview):
+            _say(f"preview {event.index}: {event.path}")
+        elif isinstance(event, Result):
+            stored = save_result(event, Path(args.out), space=client.space)
+            _say(f"done in {event.elapsed:.1f} s, seed {event.seed}")
+            print(stored.path)
+            return EXIT_OK
+    return EXIT_REMOTE
+
+
+def wait_out_quota(
+    error: QuotaExceededError, refusals: int, *, sleep: Callable[[float], None] = time.sleep
+) -> None:
+    """Wait until the time the Space named, else the queue's backoff (``RetryPolicy``: 10 min
+    doubling to 2 h), with a countdown on stderr (one line a second on a terminal, else one a
+    minute)."""
+    from sd35.jobs import waiting_line
+    from sd35.scheduler import RetryPolicy
+
+    if error.retry_after is not None:
+        seconds = error.retry_after.total_seconds()
+    else:
+        seconds = RetryPolicy().quota_delay(refusals)
+    until = time.time() + seconds
+    _say(f"GPU quota: {error.space_message}")
+    tty = sys.stderr.isatty()
+    last = -1
+    while (left := until - time.time()) > 0:
+        if tty or last < 0 or last - left >= 60:
+            line = waiting_line(until, time.time())
+            print(
+                f"\r{line}   " if tty else line,
+                end="" if tty else "\n",
+                file=sys.stderr,
+                flush=True,
+            )
+            last = left
+        sleep(min(1.0, left))
+    if tty:
+        print(file=sys.stderr)
+    _say("trying again…")
 
 
 def _say(line: str) -> None:

@@ -26,14 +26,16 @@ FORM_FIELDS = (
 )
 
 
-def form_validator(schema: Callable[[], SpaceSchema], max_batch: int) -> Callable[..., list]:
+def form_validator(schema: Callable[..., SpaceSchema], max_batch: int) -> Callable[..., list]:
     """A validator for the page's generate event: ``gr.validate`` per input, the first bad one
     with the message naming what is wrong."""
 
     def validate(*values: Any) -> list[dict[str, Any]]:
+        # Inputs after the form's own (e.g. the backend choice) pick the bounds to check.
+        extra = values[len(FORM_FIELDS) :]
         problem: InvalidRequestError | None = None
         try:
-            request_from_form(*values[:8], schema())
+            request_from_form(*values[:8], schema(*extra))
             count_value("batch_count", 1 if values[8] is None else values[8], max_batch)
         except InvalidRequestError as error:
             problem = error
@@ -42,6 +44,6 @@ def form_validator(schema: Callable[[], SpaceSchema], max_batch: int) -> Callabl
             if problem is None or problem.field != name
             else gr.validate(False, problem.message)
             for name in FORM_FIELDS
-        ]
+        ] + [gr.validate(True, "") for _ in extra]
 
     return validate

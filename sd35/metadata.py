@@ -125,6 +125,8 @@ class ImageMetadata:
     created_at: str = field(default_factory=now_iso)
     elapsed: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: The backend that made the image, as configured, without secrets (issue 16).
+    backend: str = ""
 
     @classmethod
     def from_request(
@@ -137,6 +139,7 @@ class ImageMetadata:
         created_at: str | None = None,
         elapsed: float | None = None,
         extra: dict[str, Any] | None = None,
+        backend: str = "",
     ) -> ImageMetadata:
         """Metadata for an image made from ``request``; ``seed`` is the one the Space used."""
         return cls(
@@ -153,6 +156,7 @@ class ImageMetadata:
             created_at=created_at or now_iso(),
             elapsed=elapsed,
             extra=dict(extra or {}),
+            backend=backend,
         )
 
     def to_request(self) -> GenerationRequest:
@@ -208,6 +212,7 @@ class ImageMetadata:
             created_at=_typed(data, "created_at", str, ""),
             elapsed=None if elapsed is None else float(_typed(data, "elapsed", (int, float))),
             extra=extra,
+            backend=_typed(data, "backend", str, ""),
         )
 
     @classmethod
@@ -244,6 +249,7 @@ def to_a1111(meta: ImageMetadata) -> str:
         ("Size", f"{meta.width}x{meta.height}"),
         ("Model", meta.model),
         ("Space", meta.space),
+        ("Backend", meta.backend),
     ]
     # Empty values are left out: A1111's parser chokes on "Key: ," (it indexes v[0]).
     values = [(key, _clean_text(str(value))) for key, value in pairs]
@@ -421,6 +427,7 @@ def metadata_from_a1111(text: str) -> ImageMetadata | None:
         space=str(parsed.get("Space", "")),
         created_at="",
         extra=extra,
+        backend=str(parsed.get("Backend", "")),
     )
 
 
@@ -443,6 +450,7 @@ _A1111_FIELDS = frozenset(
         "num_inference_steps",
         "Model",
         "Space",
+        "Backend",
     }
 )
 

@@ -16,11 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sd35.backends import SpaceBackend, build_backends, choose_backends
+from sd35.backends.config import add_backend_arguments
 from sd35.options import OneLineParser, finite_number, port_number
 from sd35.page_files import PageFiles
-from sd35.space_client import DEFAULT_SPACE, SpaceClient, space_url
+from sd35.space_client import DEFAULT_SPACE, SpaceClient
 from sd35.studio import Studio, open_store
-from sd35.tokens import resolve_token
+from sd35.tokens import environment_token, read_token_file
 
 if TYPE_CHECKING:
     from sd35.api.guard import HostPolicy
@@ -55,6 +57,9 @@ class ServerOptions:
     mcp: bool = False
     #: Host names (besides addresses, ``localhost`` and ``--host``) the server answers to.
     allowed_hosts: list[str] = field(default_factory=list)
+    #: The backends in failover order (``--backend``/``--space``, ``SD35_BACKENDS``); None:
+    #: ``space`` alone.
+    backends: Any = None
 
 
 class StartupError(Exception):
@@ -66,11 +71,7 @@ def parse_args(argv: list[str] | None = None) -> ServerOptions:
     parser = OneLineParser(prog="python app.py", description="sd35 studio page")
     parser.add_argument("--host", default=env.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     parser.add_argument("--port", type=port_number, default=env.get("GRADIO_SERVER_PORT", "7860"))
-    parser.add_argument(
-        "--space",
-        default=env.get("SD35_SPACE", DEFAULT_SPACE),
-        help="Space id or URL to drive (default: %(default)s; env SD35_SPACE)",
-    )
+    add_backend_arguments(parser)  # --space and --backend
     parser.add_argument(
         "--demo",
         action="store_true",
@@ -137,12 +138,14 @@ def parse_args(argv: list[str] | None = None) -> ServerOptions:
     try:
         auth = [_split_credentials(pair) for pair in pairs]
         api_auth = [_split_credentials(pair) for pair in args.api_auth]
+        backends = choose_backends(args.backend_specs, token_explicit=bool(args.token_file))
     except ValueError as exc:
         parser.error(str(exc))
     return ServerOptions(
         host=args.host,
         port=args.port,
-        space=args.space,
+        space=backends.first_space,
+        backends=backends,
         demo=args.demo,
         output_dir=args.output_dir,
         token_file=args.token_file,
@@ -217,8 +220,12 @@ class RunningStudio:
 
     def close(self) -> None:
         self.studio.stop_background()
+        if self.studio.scheduler is not None:
+            self.studio.scheduler.stop()
         self.page.close()
         self.studio.client.close()
+        for backend in getattr(self.studio, "backends", None) or []:
+            backend.close()
         if self.standin is not None:
             self.standin.stop()
         if self.files is not None:
@@ -260,17 +267,18 @@ def start(options: ServerOptions, *, block: bool = False) -> RunningStudio:
         )
         standin.start()
         space = standin.url
-    try:
-        token = resolve_token(space_url(space), options.token_file)  # the one token rule
-    except OSError as exc:
-        raise StartupError(f"cannot read --token-file {options.token_file}: {_why(exc)}") from None
     downloads = Path(tempfile.mkdtemp(prefix="sd35-downloads-"))
-    client = SpaceClient(
-        space, token=token, proxy=options.proxy, download_dir=downloads, timeout=options.timeout
-    )
+    backends = _backends(options, space, downloads)
+    client = next((b.client for b in backends if isinstance(b, SpaceBackend)), None)
+    if client is None:  # no Space configured: the status line still looks at the official one
+        client = SpaceClient(DEFAULT_SPACE, token="", proxy=options.proxy)
     store = open_store(options.output_dir)
     studio = Studio(client, store, demo=options.demo, concurrency=options.concurrency)
+    studio.backends = backends
     studio.start_background()
+    from sd35.scheduler import start_queue
+
+    start_queue(studio, concurrency=options.concurrency, max_queue=options.max_queue)
     files = PageFiles()
     page = build_ui(studio, files)
     # --auth covers the APIs and MCP too: the page's users may call them with HTTP Basic.
@@ -327,6 +335,23 @@ def _app_kwargs(
 
         kwargs["routes"] = api_routes(studio, api_key=api_key, api_auth=api_users)
     return kwargs
+
+
+def _backends(options: ServerOptions, space: str, downloads: Path) -> list[Any]:
+    """The configured backends (the demo's stand-in alone with ``--demo``); the token goes
+    only where ``sd35.tokens`` allows. ``StartupError`` when the token file cannot be read."""
+    choice = options.backends
+    if choice is None or options.demo:
+        choice = choose_backends(
+            [(f"space:{space}", True)], env={}, token_explicit=bool(options.token_file)
+        )
+    try:
+        token = read_token_file(options.token_file) if options.token_file else environment_token()
+    except OSError as exc:
+        raise StartupError(f"cannot read --token-file {options.token_file}: {_why(exc)}") from None
+    return build_backends(
+        choice, token=token, proxy=options.proxy, timeout=options.timeout, download_dir=downloads
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -112,6 +112,15 @@ class StandinConfig:
     #: ``launch(show_error=...)``; the real Space uses the default (False), which hides the
     #: text of unexpected exceptions from clients.
     show_error: bool = False
+    #: A quota fault (``quota``/``quota_wait`` in ``fault``) that lifts by itself: after this
+    #: many refused calls, or this many seconds after the first refusal (whichever comes
+    #: first); then ``fault`` is cleared. None: it never lifts.
+    quota_lift_calls: int | None = None
+    quota_lift_seconds: float | None = None
+    #: The wait ``quota_wait`` names, as the Space words it ("H:MM:SS").
+    quota_retry_in: str = "0:09:48"
+    quota_refused: int = 0
+    quota_first_refused: float | None = None
     #: Whether the ``die`` fault may ``os._exit`` this process. Off by default so that an
     #: in-process server cannot kill the test runner; ``main()`` turns it on.
     allow_die: bool = False
@@ -135,11 +144,28 @@ class StandinConfig:
         """The fault for the request starting now: ``fault_once`` (consumed) or ``fault``."""
         with self.lock:
             once, self.fault_once = self.fault_once, None
-        fault = once if once is not None else self.fault
+            if once is None and self.fault in ("quota", "quota_wait") and self._quota_lifted():
+                self.fault = None
+            fault = once if once is not None else self.fault
+            if fault in ("quota", "quota_wait"):
+                self.quota_refused += 1
+                if self.quota_first_refused is None:
+                    self.quota_first_refused = time.monotonic()
         if fault is not None and fault not in FAULTS:
             # Surfaces to the client like a crash; the server log says why.
             raise ValueError(f"unknown stand-in fault {fault!r}; expected one of {FAULTS}")
         return fault
+
+    def _quota_lifted(self) -> bool:
+        calls, seconds = self.quota_lift_calls, self.quota_lift_seconds
+        if calls is not None and self.quota_refused >= calls:
+            return True
+        first = self.quota_first_refused
+        return seconds is not None and first is not None and time.monotonic() - first >= seconds
+
+    def quota_wait_message(self) -> str:
+        """The ``quota_wait`` text, naming ``quota_retry_in``."""
+        return QUOTA_WAIT_MESSAGE.replace("0:09:48", self.quota_retry_in)
 
     def count(self, counter: str) -> None:
         """Add one to ``jobs_<counter>`` (thread-safe)."""
@@ -375,7 +401,7 @@ def build_standin(
         if fault == "quota":
             raise gr.Error(QUOTA_MESSAGE, title=QUOTA_TITLE)
         if fault == "quota_wait":
-            raise gr.Error(QUOTA_WAIT_MESSAGE, title=QUOTA_TITLE)
+            raise gr.Error(config.quota_wait_message(), title=QUOTA_TITLE)
         return fault, seed, int(inputs["num_inference_steps"])
 
     def _strike(fault: str | None) -> None:
@@ -680,6 +706,9 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--queue-hold", type=float, default=0.0)
     parser.add_argument("--fault", choices=FAULTS, default=None)
     parser.add_argument("--fault-once", choices=FAULTS, default=None)
+    parser.add_argument("--quota-lift-calls", type=int, default=None)
+    parser.add_argument("--quota-lift-seconds", type=float, default=None)
+    parser.add_argument("--quota-retry-in", default="0:09:48", metavar="H:MM:SS")
     parser.add_argument("--api-name", default="infer")
     parser.add_argument("--show-error", action="store_true")
     parser.add_argument(
@@ -703,6 +732,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         queue_hold=args.queue_hold,
         fault=args.fault,
         fault_once=args.fault_once,
+        quota_lift_calls=args.quota_lift_calls,
+        quota_lift_seconds=args.quota_lift_seconds,
+        quota_retry_in=args.quota_retry_in,
         show_error=args.show_error,
         premade=args.premade,
         allow_die=True,  # a dedicated process: `die` may really kill it

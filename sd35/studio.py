@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sd35.backends.direct import failover_backend
 from sd35.errors import SD35Error
 from sd35.gallery import Reservation, SQLiteGalleryStore, StoredImage
 from sd35.metadata import ImageMetadata
@@ -58,17 +59,25 @@ def open_store(root: Path) -> SQLiteGalleryStore:
 
 
 def metadata_for(
-    result: Result, *, space: str, extra: dict[str, Any] | None = None
+    result: Result,
+    *,
+    space: str,
+    extra: dict[str, Any] | None = None,
+    job_id: str | None = None,
 ) -> ImageMetadata:
     """The metadata written into the PNG: the request with the seed actually used (the
-    store adds the owner; ``extra``, e.g. the APIs' adjustments, is kept beside)."""
+    store adds the owner; ``extra``, e.g. the APIs' adjustments, and the queue's ``job_id`` are
+    kept beside). A backend's result names its backend, model and Space (provenance)."""
+    if job_id is not None:
+        extra = {**(extra or {}), "job": job_id}
     return ImageMetadata.from_request(
         result.request,
         result.seed,
-        model=MODEL_NAME,
-        space=space,
+        model=getattr(result, "model", "") or MODEL_NAME,
+        space=getattr(result, "space", space) if hasattr(result, "backend") else space,
         elapsed=round(result.elapsed, 3),
         extra=extra,
+        backend=getattr(result, "backend", "") or f"space:{space}",
     )
 
 
@@ -80,11 +89,12 @@ def store_result(
     user: str | None = None,
     reservation: Reservation | None = None,
     extra: dict[str, Any] | None = None,
+    job_id: str | None = None,
 ) -> StoredImage:
     """Save a finished image as PNG with its metadata in the gallery (decoded once, encoded
     once; the thumbnail waits until a listing shows it). If saving fails the image is kept
     (``sd35.safekeeping``) and ``ImageNotSavedError`` says where."""
-    meta = metadata_for(result, space=space, extra=extra)
+    meta = metadata_for(result, space=space, extra=extra, job_id=job_id)
     return SafeKeeper(store).save(result, meta, user=user, reservation=reservation)
 
 
@@ -119,6 +129,10 @@ class Studio:
         self._stop = threading.Event()
         #: Saves finished images; keeps the ones the output folder cannot take (disk full).
         self.keeper = SafeKeeper(store)
+        #: The job queue (``sd35.scheduler.Scheduler``), set by the server when it starts.
+        self.scheduler: Any = None
+        #: The configured backends in failover order (``sd35.backends``), set by the server.
+        self.backends: list[Any] = []
 
     # -- background status ----------------------------------------------------------------------
 
@@ -164,15 +178,23 @@ class Studio:
         self,
         request: GenerationRequest,
         user: str | None = None,
+        *,
         extra: dict[str, Any] | None = None,
+        backend: Any = None,
+        job_id: str | None = None,
     ) -> AsyncIterator[StudioEvent]:
         """Stream one generation. The final image comes twice: as ``Result`` the moment it
         arrives (so the page can show it without waiting on disk), then as ``Saved`` once it
-        is stored in the gallery."""
-        async for event in self.client.generate(request):
+        is stored in the gallery. The queue (``sd35.scheduler``) passes the ``backend`` to use
+        and its ``job_id``, written into the PNG so a restart can tell the job is done."""
+        if backend is None:  # several backends: fail over between them (issue 16)
+            backend = failover_backend(self)
+        source = backend if backend is not None else self.client
+        space = getattr(source, "space", self.client.space)
+        async for event in source.generate(request):
             yield event
             if isinstance(event, Result):
-                meta = metadata_for(event, space=self.client.space, extra=extra)
+                meta = metadata_for(event, space=space, extra=extra, job_id=job_id)
                 stored = await asyncio.to_thread(self.keeper.save, event, meta, user=user)
                 yield Saved(event, stored)
 
@@ -291,5 +313,6 @@ def details_markdown(meta: ImageMetadata) -> str:
     return (
         f"**Prompt:** {meta.prompt}\n\n**Negative prompt:** {negative}\n\n"
         f"Seed {meta.seed} · {meta.width}×{meta.height} · {meta.num_inference_steps} steps · "
-        f"CFG {meta.guidance_scale:g} · {meta.model}\n\nFrom `{meta.space}` at {meta.created_at}"
+        f"CFG {meta.guidance_scale:g} · {meta.model}\n\nFrom `{meta.backend or meta.space}` at "
+        f"{meta.created_at}"
     )

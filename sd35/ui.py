@@ -15,6 +15,7 @@ from typing import Any
 import gradio as gr
 
 from sd35 import pnginfo
+from sd35.backends.panel import add_backend_panel, pinned_backend, restore_choice, schema_for
 from sd35.errors import SD35Error
 from sd35.form_check import form_validator
 from sd35.metadata import ImageMetadata
@@ -26,6 +27,7 @@ from sd35.params import (
     batch_requests,
     count_value,
 )
+from sd35.queue_panel import build_queue_panel, generation_events, stop_handler
 from sd35.space_client import Preview, Progress, Result
 from sd35.studio import (
     Saved,
@@ -65,7 +67,8 @@ document.addEventListener('keydown', (event) => {
     if (button && !button.disabled) { event.preventDefault(); button.click(); }
   }
 });
-// When an image finishes while the tab is in the background: a short tone and a notification.
+// When an image finishes while the tab is in the background: a short tone. (The notification
+// comes when the queue runs empty: see sd35/queue_panel.py.)
 (() => {
   let last = '';
   const chime = () => {
@@ -83,9 +86,6 @@ document.addEventListener('keydown', (event) => {
     last = text;
     if (!text.includes('Done') || !document.hidden) return;
     chime();
-    if ('Notification' in window && Notification.permission === 'granted') {
-      new Notification('sd35: your image is ready');
-    }
   }, 500);
   document.addEventListener('click', () => {
     if ('Notification' in window && Notification.permission === 'default') {
@@ -242,6 +242,7 @@ def build_ui(studio: Studio, files: PageFiles | None = None) -> gr.Blocks:
                     randomize = gr.Checkbox(value=True, label="Randomize seed", elem_id="randomize")
                     reuse_seed = gr.Button("♻ Reuse last seed", size="sm", elem_id="reuse-seed")
                     batch = gr.Slider(1, MAX_BATCH, value=1, step=1, label="Batch count")
+                backend_choice = add_backend_panel(studio, width, height, guidance, steps)
                 gr.Examples(EXAMPLES, inputs=[prompt], label="Examples")
             with gr.Column(scale=3):
                 output = gr.Image(
@@ -291,6 +292,9 @@ def build_ui(studio: Studio, files: PageFiles | None = None) -> gr.Blocks:
                         cancel_delete = gr.Button("Keep it", size="sm")
                     zip_button = gr.Button("Download this page as ZIP", size="sm")
                     zip_file = gr.File(label="ZIP", visible=False)
+
+        with gr.Tab("Queue", elem_id="queue-tab"):
+            build_queue_panel(studio, page)
 
         with gr.Tab("PNG Info"):
             png_file = gr.File(
@@ -369,6 +373,7 @@ def build_ui(studio: Studio, files: PageFiles | None = None) -> gr.Blocks:
             seed_value: float | None,
             randomize_value: bool,
             batch_value: float,
+            backend_value: str | None,
             request: gr.Request,
         ) -> AsyncIterator[tuple[Any, ...]]:
             """Generate ``batch`` images, streaming progress and previews into the page.
@@ -377,7 +382,6 @@ def build_ui(studio: Studio, files: PageFiles | None = None) -> gr.Blocks:
             Gradio rebuilds a skipped component's schema on every update, which cost more
             than the whole stream. The gallery is refreshed by ``last_saved`` listeners.
             """
-            user = _user(request)
             view = _RunView()
             try:
                 base = request_from_form(
@@ -389,45 +393,50 @@ def build_ui(studio: Studio, files: PageFiles | None = None) -> gr.Blocks:
                     steps_value,
                     seed_value,
                     randomize_value,
-                    studio.schema(),
+                    schema_for(studio, backend_value),
                 )
                 count = count_value(
                     "batch_count", 1 if batch_value is None else batch_value, MAX_BATCH
                 )
                 jobs = batch_requests(base, count)
-                for index, job in enumerate(jobs, start=1):
-                    async for event in studio.run(job, user):
-                        if isinstance(event, Saved):
-                            done = "✅ Done" if index == len(jobs) else f"✅ Image {index} done"
-                            yield view.show(
-                                image=files.for_page(event.image.path),
-                                status=done,
-                                info=result_line(event),
-                                seed=event.result.seed,
-                                saved=event.image.id,
-                            )
-                        elif isinstance(event, Result):  # shown at once; saving follows
-                            yield view.show(image=str(event.path), status="💾 Saving…")
-                        elif isinstance(event, Preview):
-                            yield view.show(image=str(event.path))
-                        elif view.due(event):
-                            line = progress_line(event, image_index=index, batch=len(jobs))
-                            yield view.show(status=line)
+                # Through the queue (sd35.queue_panel): each image is a stored job.
+                pinned = pinned_backend(studio, backend_value)
+                async for index, event in generation_events(studio, jobs, request, pinned):
+                    if isinstance(event, str):  # a queue line: position, or waiting for quota
+                        yield view.show(status=event)
+                    elif isinstance(event, Saved):
+                        done = "✅ Done" if index == len(jobs) else f"✅ Image {index} done"
+                        yield view.show(
+                            image=files.for_page(event.image.path),
+                            status=done,
+                            info=result_line(event),
+                            seed=event.result.seed,
+                            saved=event.image.id,
+                        )
+                    elif isinstance(event, Result):  # shown at once; saving follows
+                        yield view.show(image=str(event.path), status="💾 Saving…")
+                    elif isinstance(event, Preview):
+                        yield view.show(image=str(event.path))
+                    elif view.due(event):
+                        line = progress_line(event, image_index=index, batch=len(jobs))
+                        yield view.show(status=line)
             except SD35Error as error:
                 yield view.show(status=error_line(error))
                 raise gr.Error(error.message, title=error.title, print_exception=False) from None
 
         run_event = generate.click(
             run,
-            [*form, batch],
+            [*form, batch, backend_choice],
             [output, run_status, result_info, last_seed, last_saved],
             api_name="generate",
             # Raw values: a prompt ["x"] must be refused, not turned into "['x']".
             preprocess=False,
-            validator=form_validator(studio.schema, MAX_BATCH),  # messages beside the fields
+            # Messages beside the fields, against the bounds of the backend the job will go to.
+            validator=form_validator(lambda choice=None: schema_for(studio, choice), MAX_BATCH),
             show_progress="hidden",
             concurrency_limit=studio.concurrency,
             concurrency_id="generate",
+            trigger_mode="multiple",  # Generate adds to the queue while a job runs
         )
 
         async def after_save(search_text: str, only_starred: bool, request: gr.Request):
@@ -450,7 +459,7 @@ def build_ui(studio: Studio, files: PageFiles | None = None) -> gr.Blocks:
         stop.click(
             None, None, None, cancels=[run_event], queue=False, api_visibility="private"
         ).then(
-            lambda: "⏹ Stopped. The remote job was cancelled.",
+            stop_handler(studio),
             None,
             run_status,
             queue=False,
@@ -536,10 +545,12 @@ def build_ui(studio: Studio, files: PageFiles | None = None) -> gr.Blocks:
         def on_use_settings(image_id: str | None, request: gr.Request) -> list[Any]:
             item = studio.store.get(image_id, user=_user(request)) if image_id else None
             if item is None:
-                return [gr.skip()] * len(form)
-            return form_values(item.meta)
+                return [gr.skip()] * (len(form) + 1)
+            return [*form_values(item.meta), restore_choice(studio, item.meta.backend)]
 
-        use_settings.click(on_use_settings, [selected_id], form, api_visibility="private")
+        use_settings.click(
+            on_use_settings, [selected_id], [*form, backend_choice], api_visibility="private"
+        )
 
         def on_star(image_id, number, search_text, only_starred, request: gr.Request):
             item = studio.store.get(image_id, user=_user(request)) if image_id else None

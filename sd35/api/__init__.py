@@ -20,6 +20,7 @@ The package, one concern a module:
 * ``openai``: the OpenAI Images API (``/v1/images/generations``, ``/v1/models``).
 * ``a1111``: the AUTOMATIC1111 API (``/sdapi/v1/txt2img``, ``/progress``, ``/interrupt``, …).
 * ``mcp``: the ``generate_image`` tool on Gradio's MCP server.
+* ``queue_api``: the job API (``/api/v1/jobs``) over the studio's queue (``sd35.scheduler``).
 
 * ``guard``: the cross-site guard (Host, Origin, JSON bodies) in front of the whole app.
 
@@ -37,11 +38,13 @@ from starlette.routing import BaseRoute
 
 from sd35.api.a1111 import a1111_router
 from sd35.api.auth import Credentials
+from sd35.api.backends import backends_router
 from sd35.api.errors import ApiError, api_error
 from sd35.api.jobs import Gate, gate_for
 from sd35.api.mcp import add_mcp_tool
 from sd35.api.openai import openai_router
 from sd35.api.parsing import MODEL_ALIASES, MODEL_ID, MODELS
+from sd35.api.queue_api import queue_router
 from sd35.api.service import ApiService
 from sd35.studio import Studio
 
@@ -51,6 +54,8 @@ def build_router(service: ApiService) -> APIRouter:
     router = APIRouter()
     router.routes.extend(openai_router(service).routes)
     router.routes.extend(a1111_router(service).routes)
+    router.routes.extend(queue_router(service).routes)
+    router.routes.extend(backends_router(service).routes)  # issue 16
     return router
 
 

@@ -126,7 +126,7 @@ async def generate_one(
     """Run one request through ``Studio.run`` (so it is saved in the gallery), noting progress
     on ``job``; returns the saved image."""
     saved: Saved | None = None
-    async for event in studio.run(request, owner, extra):
+    async for event in studio.run(request, owner, extra=extra):
         if job is None:
             pass
         elif isinstance(event, Queued):

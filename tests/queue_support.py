@@ -1,0 +1,77 @@
+"""Helpers for the queue tests: a scheduler on a stand-in Space, and waiting on conditions."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sd35.jobs import JobStore, image_finder
+from sd35.params import GenerationRequest
+from sd35.scheduler import RetryPolicy, Scheduler, SpaceBackend
+from sd35.space_client import SpaceClient
+from sd35.studio import Studio, open_store
+
+#: Short waits so quota and retry paths finish within a test.
+FAST = RetryPolicy(quota_first=0.3, quota_max=1.0, transient_first=0.1, transient_max=0.2)
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "") -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or predicate}")
+        time.sleep(0.02)
+
+
+def small(prompt: str, steps: int = 4, **kwargs: Any) -> GenerationRequest:
+    return GenerationRequest(prompt, width=512, height=512, num_inference_steps=steps, **kwargs)
+
+
+@contextmanager
+def queue_on(
+    space_url: str,
+    output_dir: Path,
+    *,
+    concurrency: int = 1,
+    max_queue: int | None = None,
+    policy: RetryPolicy = FAST,
+    start: bool = True,
+) -> Iterator[Scheduler]:
+    """A started scheduler running on the Space at ``space_url`` through a real ``Studio``."""
+    client = SpaceClient(space_url, download_dir=output_dir / ".downloads")
+    studio = Studio(client, open_store(output_dir))
+    store = JobStore.for_gallery(studio.store)
+
+    def runner(job, backend):
+        return studio.run(job.request, job.owner, backend=backend, job_id=job.id)
+
+    scheduler = Scheduler(
+        store,
+        [SpaceBackend(client)],
+        runner,
+        concurrency=concurrency,
+        max_queue=max_queue,
+        policy=policy,
+    )
+    scheduler.studio = studio  # type: ignore[attr-defined]  (for assertions on the gallery)
+    if start:
+        scheduler.start(find_image=image_finder(studio.store.index_path))
+    try:
+        yield scheduler
+    finally:
+        scheduler.stop()
+        client.close()
+        store.close()
+
+
+def state_of(scheduler: Scheduler, job_id: str) -> str:
+    job = scheduler.store.get(job_id)
+    assert job is not None
+    return job.state
