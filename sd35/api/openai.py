@@ -15,7 +15,6 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from sd35.api import compat
 from sd35.api.errors import ApiError, invalid, not_text_to_image
 from sd35.api.jobs import generate_many
-from sd35.api.links import ImageLinks
 from sd35.api.parsing import (
     MODEL_ID,
     MODELS,
@@ -120,10 +119,6 @@ def _model_card(model: str) -> dict[str, Any]:
 
 class OpenAIHandlers(Handlers):
     """The OpenAI route handlers."""
-
-    def __init__(self, service: ApiService, links: ImageLinks | None = None) -> None:
-        super().__init__(service)
-        self.links = links or ImageLinks()
 
     async def images_generations(self, request: Request, owner: str | None) -> dict[str, Any]:
         data = await json_body(request)

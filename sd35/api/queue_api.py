@@ -102,8 +102,12 @@ class QueueHandlers(Handlers):
         if job.state == "failed":
             item["error"] = {"title": job.error_title, "message": job.error_message}
         if job.state == "done" and job.image_id:
-            url = request.url_for("sd35_image_file", image_id=f"{job.image_id}.png")
-            item["image"] = {"id": job.image_id, "url": str(url)}
+            item["image"] = {"id": job.image_id}
+            stored = self.studio.store.get(job.image_id, job.owner)
+            if stored is not None:  # a link like OpenAI's: that PNG only, for an hour
+                token = self.links.issue(stored.path)
+                url = request.url_for("sd35_image_link", token=f"{token}.png")
+                item["image"]["url"] = str(url)
         return item
 
     def _job(self, request: Request, owner: str | None) -> Job:

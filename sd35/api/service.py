@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, Response
 from sd35.api.auth import Credentials, unauthorized
 from sd35.api.errors import ApiError, api_error, internal
 from sd35.api.jobs import gate_for
+from sd35.api.links import ImageLinks
 from sd35.errors import SD35Error
 from sd35.studio import Studio
 
@@ -43,12 +44,14 @@ class Route(NamedTuple):
 
 
 class ApiService:
-    """The studio, its gate and the credentials, shared by the routes of both dialects."""
+    """The studio, its gate, the credentials and the image links, shared by every route."""
 
     def __init__(self, studio: Studio, credentials: Credentials) -> None:
         self.studio = studio
         self.credentials = credentials
         self.gate = gate_for(studio)
+        #: Expiring, credential-free links to saved PNGs (OpenAI's ``url``, the job API).
+        self.links = ImageLinks()
 
     def owner(self, request: Request) -> str | None:
         """Who sent ``request`` (None on an open server); ``ApiError`` 401 if nobody allowed."""
@@ -99,6 +102,7 @@ class Handlers:
     def __init__(self, service: ApiService) -> None:
         self.studio = service.studio
         self.gate = service.gate
+        self.links = service.links
 
 
 def png_b64(path: Path) -> str:
