@@ -11,6 +11,7 @@ import ipaddress
 import os
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -227,14 +228,15 @@ def start(options: ServerOptions, *, block: bool = False) -> RunningStudio:
     page.queue(max_size=options.max_queue, default_concurrency_limit=options.concurrency)
     output_dir = options.output_dir.resolve()
     allowed = [] if _inside(output_dir, Path.cwd(), Path(tempfile.gettempdir())) else [output_dir]
-    _, local_url, _ = page.launch(
+    _, local_url, share_url = page.launch(
         server_name=options.host,
         server_port=options.port,
         share=options.share,
         auth=options.auth or None,
         # Never block here: the APIs are mounted on the running app below, then we block.
         prevent_thread_lock=True,
-        quiet=not block,
+        # Our own lines instead of Gradio's (which advise `share=True`, wrong for this app).
+        quiet=True,
         show_error=False,
         ssr_mode=False,
         allowed_paths=[str(path) for path in allowed],
@@ -249,8 +251,31 @@ def start(options: ServerOptions, *, block: bool = False) -> RunningStudio:
 
         mount_api(page, studio, api_key=options.api_key, api_auth=options.api_auth)
     if block:
+        print(f"sd35 studio on {local_url} (Ctrl+C stops)", flush=True)
+        if share_url:
+            print(f"Public link (login required): {share_url}", flush=True)
+    _announce_space_later(studio, space)
+    if block:
         page.block_thread()
     return RunningStudio(studio=studio, page=page, url=local_url or "", standin=standin)
+
+
+def _announce_space_later(studio: Studio, space: str, *, within: float = 120.0) -> None:
+    """Once the first status check is in: one terminal line if the Space cannot be reached
+    (the page's status line says the same), suggesting ``--demo``."""
+    from sd35.panels.wording import startup_line
+
+    def wait_and_tell() -> None:
+        waiting = threading.Event()
+        for _ in range(int(within / 0.2)):
+            if studio.status is not None:
+                line = startup_line(studio.status, space=space)
+                if line and not studio.demo:
+                    print(line, file=sys.stderr, flush=True)
+                return
+            waiting.wait(0.2)  # the status thread has no event to wait on
+
+    threading.Thread(target=wait_and_tell, name="sd35-startup-line", daemon=True).start()
 
 
 def _inside(path: Path, *folders: Path) -> bool:
