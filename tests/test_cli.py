@@ -63,9 +63,10 @@ def test_quiet_verbose_and_demo(space, tmp_path) -> None:
     quiet = run_cli("a fern", *common, "--quiet", cwd=tmp_path)
     assert quiet.returncode == 0 and quiet.stderr == ""
     assert Path(quiet.stdout.strip()).is_file()
+    space.config.seconds_per_step = 0.1  # slow enough that every step is reported
     verbose = run_cli("a fern", *common, "--verbose", cwd=tmp_path)
     assert verbose.returncode == 0
-    assert len(re.findall(r"^step \d/4 ", verbose.stderr, re.M)) >= 2, verbose.stderr
+    assert len(re.findall(r"^step \d/4 ", verbose.stderr, re.M)) >= 3, verbose.stderr
     # --demo needs no Space at all: a stand-in in the same process paints a test pattern.
     demo = run_cli("a fern", "--demo", "--steps", "2", "--out", str(tmp_path / "d"), cwd=tmp_path)
     assert demo.returncode == 0 and "stand-in" in demo.stderr
