@@ -114,6 +114,10 @@ CSS = """
 #gallery .thumbnail-item, #batch-strip .thumbnail-item { background: var(--block-background-fill); }
 #side-column .tabitem { padding: 4px 0; }
 #page-label { text-align: center; }
+/* A failed run is told once, in the status line: not again by Gradio's "Error" badges. */
+#run-status [data-testid="status-tracker"], #output-image [data-testid="status-tracker"],
+#result-info [data-testid="status-tracker"], #prompt-error [data-testid="status-tracker"],
+#settings-error [data-testid="status-tracker"] { display: none !important; }
 #aspect-ratio .wrap { gap: 4px; }
 #aspect-ratio label { padding: 2px 8px !important; }
 #gallery .caption-label, #batch-strip .caption-label {
@@ -265,7 +269,9 @@ def _wire(
         concurrency_limit=studio.concurrency,
         concurrency_id="generate",
     )
+    # Gradio's `then` is not triggered after an error here (6.x), so `failure` too.
     run_event.then(bind(run_panel.end, studio), None, buttons, queue=False, **private)
+    run_event.failure(bind(run_panel.end, studio), None, buttons, queue=False, **private)
     # The message follows the cancel, so a last progress line cannot overwrite it.
     form.stop.click(None, None, None, cancels=[run_event], queue=False, **private).then(
         bind(run_panel.stopped, studio),

@@ -116,10 +116,14 @@ async def run(
     except InvalidRequestError as error:
         prompt_error, settings_error = wording.field_error(error)
         yield view.show(status="", prompt_error=prompt_error, settings_error=settings_error)
-        raise gr.Error(error.message, title=error.title, visible=False) from None
+        raise gr.Error(
+            error.message, title=error.title, visible=False, print_exception=False
+        ) from None
     except SD35Error as error:
         yield view.show(status=wording.error_markdown(error, space=studio.client.space))
-        raise gr.Error(error.message, title=error.title, visible=False) from None
+        raise gr.Error(
+            error.message, title=error.title, visible=False, print_exception=False
+        ) from None
 
 
 def buttons(running: bool) -> tuple[Any, Any]:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from fractions import Fraction
 
 from sd35.errors import InvalidRequestError, QuotaExceededError, SD35Error
-from sd35.params import Size
+from sd35.params import Size, parse_ratio
 from sd35.space_client import SpaceStatus
 from sd35.studio import status_line as _status_line
 
@@ -85,11 +86,17 @@ def field_error(error: InvalidRequestError) -> tuple[str, str]:
 
 
 def ratio_for_size(width: float | None, height: float | None, presets: Mapping[str, Size]) -> str:
-    """The preset whose size is exactly ``width``×``height``, else ``CUSTOM_RATIO``."""
+    """The preset for ``width``×``height``: the one of exactly that size, or of exactly that
+    ratio (768×512 is 3:2 though the preset's size is 1024×672), else ``CUSTOM_RATIO``."""
+    if not width or not height:
+        return CUSTOM_RATIO
     for name, size in presets.items():
         if size.width == width and size.height == height:
             return name
-    return CUSTOM_RATIO
+    if not (float(width).is_integer() and float(height).is_integer()):
+        return CUSTOM_RATIO
+    exact = Fraction(int(width), int(height))
+    return next((name for name in presets if parse_ratio(name) == exact), CUSTOM_RATIO)
 
 
 def swapped_ratio(choice: str | None, presets: Mapping[str, Size]) -> str:
