@@ -24,7 +24,7 @@ from sd35.panels.output import OutputPanel
 from sd35.panels.pnginfo import PngInfoPanel
 from sd35.panels.run import PROGRESS_INTERVAL
 from sd35.panels.wording import space_status_line
-from sd35.params import GenerationRequest
+from sd35.params import GenerationRequest, aspect_ratio_presets
 from sd35.studio import Studio
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "MAX_BATCH",
     "PAGE_SIZE",
     "PROGRESS_INTERVAL",
+    "aspect_ratio_presets",  # bench/startup.py times it here (now called in sd35.panels.form)
     "build_ui",
     "generate_inputs",
 ]
