@@ -106,6 +106,8 @@ CSS = """
 #top-bar h2 { margin: 0; font-size: 1.15em; }
 #space-status, #demo-banner { font-size: 0.9em; }
 #theme-toggle { flex: 0 0 auto; max-width: 120px; }
+#space-status code { white-space: normal; overflow-wrap: anywhere; }
+#form-column .min_value, #form-column .max_value { overflow: visible; min-width: max-content; }
 #run-status { min-height: 1.6em; }
 #result-info { color: var(--body-text-color-subdued); font-size: 0.9em; }
 .field-error { color: var(--error-text-color, #c62828); font-size: 0.9em; }
@@ -146,6 +148,8 @@ CSS = """
   }
   #form-column { padding-bottom: 64px; }
   #top-bar h2 { font-size: 1em; }
+  #top-bar { flex-wrap: wrap; }
+  #space-status { flex: 1 1 100%; order: 3; }
 }
 """
 

@@ -113,6 +113,7 @@ def build_pnginfo() -> PngInfoPanel:
         interactive=False,
         lines=6,
         max_lines=14,
+        wrap_lines=True,
         elem_id="png-raw",
     )
     return PngInfoPanel(file, preview, summary, fields, raw, send_to_form, meta)
