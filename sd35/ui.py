@@ -107,7 +107,9 @@ CSS = """
 #space-status, #demo-banner { font-size: 0.9em; }
 #theme-toggle { flex: 0 0 auto; max-width: 120px; }
 #space-status code { white-space: normal; overflow-wrap: anywhere; }
-#form-column .min_value, #form-column .max_value { overflow: visible; min-width: max-content; }
+/* The sliders' bounds (512 … 1024) fit beside a narrower track instead of being cut. */
+#form-column .min_value, #form-column .max_value { flex: 0 0 auto; min-width: max-content; }
+#form-column input[type="range"] { flex: 1 1 0; width: 0; min-width: 0; }
 #run-status { min-height: 1.6em; }
 #result-info { color: var(--body-text-color-subdued); font-size: 0.9em; }
 .field-error { color: var(--error-text-color, #c62828); font-size: 0.9em; }
