@@ -1,6 +1,8 @@
 """Headless generation: ``python -m sd35 generate "prompt" [options]``.
 
-Progress goes to stderr, the saved file's path to stdout, so scripts can capture it.
+Progress goes to stderr (one line with a bar, redrawn in place on a terminal; ``--verbose``
+prints a line per event, ``--quiet`` none), the saved file's path to stdout, so scripts can
+capture it.
 Exit codes: 0 saved, 2 bad input, 3 the Space failed (or the image could not be saved: it is
 kept, the message says where), 4 quota exhausted, 130 interrupted.
 """
@@ -14,14 +16,14 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from sd35.backends import SpaceBackend, build_backends, choose_backends
 from sd35.backends.config import add_backend_arguments
 from sd35.backends.direct import FailoverBackend
 from sd35.errors import InvalidRequestError, QuotaExceededError, SD35Error
 from sd35.options import OneLineParser, finite_number, whole_number
-from sd35.params import ASPECT_RATIOS, build_request
+from sd35.params import aspect_ratio_presets, build_request
 from sd35.safekeeping import ImageNotSavedError
 from sd35.space_client import Preview, Progress, Queued, Result, Started
 from sd35.tokens import environment_token, read_token_file
@@ -35,7 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
     gen = commands.add_parser("generate", help="generate one image and save it")
     gen.add_argument("prompt")
     gen.add_argument("--negative-prompt", default="")
-    gen.add_argument("--aspect-ratio", default="1:1", help=f"one of {', '.join(ASPECT_RATIOS)}")
+    fitting = ", ".join(aspect_ratio_presets())
+    gen.add_argument(
+        "--aspect-ratio", default="1:1", help=f"one of those that fit the Space: {fitting}"
+    )
     gen.add_argument("--width", type=whole_number)
     gen.add_argument("--height", type=whole_number)
     gen.add_argument("--guidance-scale", type=finite_number)
@@ -53,13 +58,98 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="when the GPU quota is out, wait (countdown on stderr) and try again, not exit 4",
     )
+    gen.add_argument(
+        "--demo",
+        action="store_true",
+        help="use a local stand-in Space (test patterns; no network or quota needed)",
+    )
+    talk = gen.add_mutually_exclusive_group()
+    talk.add_argument("--quiet", "-q", action="store_true", help="print only the saved path")
+    talk.add_argument(
+        "--verbose", "-v", action="store_true", help="a line per step and per preview"
+    )
     return parser
+
+
+class ProgressLine:
+    """The job's state on one stderr line: redrawn in place on a terminal, else printed once
+    per phase (and the last step) so logs stay short."""
+
+    WIDTH = 20
+
+    def __init__(self, *, quiet: bool, verbose: bool, stream: TextIO | None = None) -> None:
+        self.quiet, self.verbose = quiet, verbose
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self._shown = ""
+        self._pending = ""
+
+    def event(self, event: object) -> None:
+        if isinstance(event, Queued):
+            position = "" if event.position is None else f" at position {event.position + 1}"
+            eta = f", about {event.eta:.0f} s" if event.eta and event.eta >= 1 else ""
+            self._update(f"queued{position}{eta}", phase=True)
+        elif isinstance(event, Started):
+            self._update("generating…", phase=True)
+        elif isinstance(event, Progress):
+            self._update(self.bar(event.step, event.total), phase=False)
+        elif isinstance(event, Preview) and self.verbose:
+            self._line(f"preview {event.index}: {event.path}")
+
+    @classmethod
+    def bar(cls, step: int, total: int) -> str:
+        filled = round(cls.WIDTH * step / total) if total else 0
+        return f"step {step}/{total} [{'#' * filled}{'.' * (cls.WIDTH - filled)}]"
+
+    def done(self, line: str) -> None:
+        """The last step's line (if not shown yet), then ``line`` on its own."""
+        if self._pending and not self.tty:
+            self._line(self._pending)
+        self._pending = ""
+        self.say(line)
+
+    def say(self, line: str) -> None:
+        if self.quiet:
+            return
+        if self.tty and self._shown:
+            self.stream.write("\r\033[K")
+            self._shown = ""
+        self._line(line)
+
+    def _update(self, text: str, *, phase: bool) -> None:
+        if self.quiet:
+            return
+        if self.verbose:
+            self._line(text)
+        elif self.tty:
+            self.stream.write(f"\r\033[K{text}")
+            self.stream.flush()
+            self._shown = text
+        elif phase:
+            self._line(text)
+        else:
+            self._pending = text
+
+    def _line(self, text: str) -> None:
+        if self.tty and self._shown:
+            self.stream.write("\n")
+            self._shown = ""
+        print(text, file=self.stream, flush=True)
 
 
 def generate(args: argparse.Namespace) -> int:
     from sd35.scheduler import BackendState
 
+    line = ProgressLine(quiet=args.quiet, verbose=args.verbose)
+    standin = None
     choice = choose_backends(args.backend_specs, token_explicit=bool(args.token_file))
+    if args.demo:
+        from sd35.standin import StandinConfig, StandinServer
+
+        standin = StandinServer(StandinConfig(previews=True, seconds_per_step=0.05))
+        standin.start()
+        choice = choose_backends([(f"space:{standin.url}", True)], env={}, token_explicit=False)
+        line.say("demo: a local stand-in Space paints test patterns, not Stable Diffusion")
     token = read_token_file(args.token_file) if args.token_file else environment_token()
     downloads = tempfile.mkdtemp(prefix="sd35-downloads-")  # removed once the image is saved
     backends = build_backends(
@@ -85,7 +175,7 @@ def generate(args: argparse.Namespace) -> int:
         refusals = 0
         while True:
             try:
-                return _run(client, request, args)
+                return _run(client, request, args, line)
             except QuotaExceededError as exc:
                 if not args.wait_quota:
                     raise
@@ -95,28 +185,21 @@ def generate(args: argparse.Namespace) -> int:
         for backend in backends:
             backend.close()
         shutil.rmtree(downloads, ignore_errors=True)
+        if standin is not None:
+            standin.stop()
 
 
-def _run(client: Any, request: Any, args: argparse.Namespace) -> int:
-    """One try: stream progress to stderr, save the image, print its path."""
+def _run(client: Any, request: Any, args: argparse.Namespace, line: ProgressLine) -> int:
+    """One try: progress on the stderr line, save the image, print its path."""
     from sd35.studio import save_result
 
     for event in client.generate(request):
-        if isinstance(event, Queued):
-            position = "" if event.position is None else f" at position {event.position + 1}"
-            eta = f", about {event.eta:.0f} s" if event.eta and event.eta >= 1 else ""
-            _say(f"queued{position}{eta}")
-        elif isinstance(event, Started):
-            _say("generating…")
-        elif isinstance(event, Progress):
-            _say(f"step {event.step}/{event.total}")
-        elif isinstance(event, Preview):
-            _say(f"preview {event.index}: {event.path}")
-        elif isinstance(event, Result):
+        if isinstance(event, Result):
             stored = save_result(event, Path(args.out), space=client.space)
-            _say(f"done in {event.elapsed:.1f} s, seed {event.seed}")
+            line.done(f"done in {event.elapsed:.1f} s, seed {event.seed}")
             print(stored.path)
             return EXIT_OK
+        line.event(event)
     return EXIT_REMOTE
 
 
@@ -154,7 +237,9 @@ def wait_out_quota(
 
 
 def _say(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+    # On a terminal a progress line may be half-drawn: clear it first.
+    prefix = "\r\033[K" if sys.stderr.isatty() else ""
+    print(prefix + line, file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,6 +11,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -273,14 +274,14 @@ def start(options: ServerOptions, *, block: bool = False) -> RunningStudio:
     if client is None:  # no Space configured: the status line still looks at the official one
         client = SpaceClient(DEFAULT_SPACE, token="", proxy=options.proxy)
     store = open_store(options.output_dir)
-    studio = Studio(client, store, demo=options.demo, concurrency=options.concurrency)
+    files = PageFiles()
+    studio = Studio(client, store, demo=options.demo, concurrency=options.concurrency, files=files)
     studio.backends = backends
     studio.start_background()
     from sd35.scheduler import start_queue
 
     start_queue(studio, concurrency=options.concurrency, max_queue=options.max_queue)
-    files = PageFiles()
-    page = build_ui(studio, files)
+    page = build_ui(studio)
     # --auth covers the APIs and MCP too: the page's users may call them with HTTP Basic.
     users = [*options.api_auth, *options.auth]
     if options.mcp:
@@ -296,7 +297,8 @@ def start(options: ServerOptions, *, block: bool = False) -> RunningStudio:
         auth=options.auth or None,
         # Never block here; ``block_thread`` below once everything is up.
         prevent_thread_lock=True,
-        quiet=not block,
+        # Our own lines instead of Gradio's (which advise `share=True`, wrong for this app).
+        quiet=True,
         show_error=False,
         ssr_mode=False,
         # Nothing of the output folder: ``PageFiles`` hands Gradio what a user may see.
@@ -312,6 +314,11 @@ def start(options: ServerOptions, *, block: bool = False) -> RunningStudio:
     if share_url:
         hosts.allow(urllib.parse.urlsplit(share_url).hostname or "")
     running = RunningStudio(studio, page, local_url or "", standin, files, downloads)
+    if block:
+        print(f"sd35 studio on {local_url} (Ctrl+C stops)", flush=True)
+        if share_url:
+            print(f"Public link (login required): {share_url}", flush=True)
+    _announce_space_later(studio, space)
     if block:
         page.block_thread()
     return running
@@ -352,6 +359,24 @@ def _backends(options: ServerOptions, space: str, downloads: Path) -> list[Any]:
     return build_backends(
         choice, token=token, proxy=options.proxy, timeout=options.timeout, download_dir=downloads
     )
+
+
+def _announce_space_later(studio: Studio, space: str, *, within: float = 120.0) -> None:
+    """Once the first status check is in: one terminal line if the Space cannot be reached
+    (the page's status line says the same), suggesting ``--demo``."""
+    from sd35.panels.wording import startup_line
+
+    def wait_and_tell() -> None:
+        waiting = threading.Event()
+        for _ in range(int(within / 0.2)):
+            if studio.status is not None:
+                line = startup_line(studio.status, space=space)
+                if line and not studio.demo:
+                    print(line, file=sys.stderr, flush=True)
+                return
+            waiting.wait(0.2)  # the status thread has no event to wait on
+
+    threading.Thread(target=wait_and_tell, name="sd35-startup-line", daemon=True).start()
 
 
 def main(argv: list[str] | None = None) -> int:

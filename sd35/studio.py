@@ -19,6 +19,7 @@ from sd35.backends.direct import failover_backend
 from sd35.errors import SD35Error
 from sd35.gallery import Reservation, SQLiteGalleryStore, StoredImage
 from sd35.metadata import ImageMetadata
+from sd35.page_files import PageFiles
 from sd35.params import GenerationRequest, SpaceSchema
 from sd35.safekeeping import SafeKeeper
 from sd35.space_client import (
@@ -116,6 +117,7 @@ class Studio:
         demo: bool = False,
         status_interval: float = 30.0,
         concurrency: int = 8,
+        files: PageFiles | None = None,
     ) -> None:
         self.client = client
         #: How many generations the page runs at once (each holds its own Space connection).
@@ -129,6 +131,8 @@ class Studio:
         self._stop = threading.Event()
         #: Saves finished images; keeps the ones the output folder cannot take (disk full).
         self.keeper = SafeKeeper(store)
+        #: Hands stored images to the page (and MCP) without serving the output folder.
+        self.files = files or PageFiles()
         #: The job queue (``sd35.scheduler.Scheduler``), set by the server when it starts.
         self.scheduler: Any = None
         #: The configured backends in failover order (``sd35.backends``), set by the server.

@@ -39,7 +39,10 @@ def test_generate_prints_progress_and_the_saved_path(space, tmp_path) -> None:
     assert saved.is_file() and (tmp_path / "out") in saved.parents
     with Image.open(saved) as image:
         assert image.size == (960, 640)
-    assert re.search(r"^step [1-6]/6$", done.stderr, re.M) and "seed 42" in done.stderr
+    # One progress line (not one per step), with a bar; then the result.
+    steps = re.findall(r"^step [0-6]/6 \[[#.]{20}\]$", done.stderr, re.M)
+    assert len(steps) == 1, done.stderr
+    assert "seed 42" in done.stderr and "preview" not in done.stderr
     meta = read_metadata(saved)
     assert meta is not None and meta.seed == 42 and meta.num_inference_steps == 6
 
@@ -53,3 +56,27 @@ def test_exit_codes_distinguish_bad_input_from_remote_failure(space, tmp_path) -
     space.config.fault_once = "quota"
     quota = run_cli("x", "--space", space.url, "--steps", "2", cwd=tmp_path)
     assert quota.returncode == 4 and "GPU quota" in quota.stderr
+
+
+def test_quiet_verbose_and_demo(space, tmp_path) -> None:
+    common = ("--space", space.url, "--steps", "4", "--out", str(tmp_path / "out"))
+    quiet = run_cli("a fern", *common, "--quiet", cwd=tmp_path)
+    assert quiet.returncode == 0 and quiet.stderr == ""
+    assert Path(quiet.stdout.strip()).is_file()
+    space.config.seconds_per_step = 0.1  # slow enough that every step is reported
+    verbose = run_cli("a fern", *common, "--verbose", cwd=tmp_path)
+    assert verbose.returncode == 0
+    assert len(re.findall(r"^step \d/4 ", verbose.stderr, re.M)) >= 3, verbose.stderr
+    # --demo needs no Space at all: a stand-in in the same process paints a test pattern.
+    demo = run_cli("a fern", "--demo", "--steps", "2", "--out", str(tmp_path / "d"), cwd=tmp_path)
+    assert demo.returncode == 0 and "stand-in" in demo.stderr
+    assert (tmp_path / "d") in Path(demo.stdout.strip()).parents
+
+
+def test_help_offers_the_aspect_ratios_that_fit() -> None:
+    helped = subprocess.run(
+        [sys.executable, "-m", "sd35", "generate", "--help"],
+        capture_output=True, text=True, timeout=60,
+        env={**__import__("os").environ, "PYTHONPATH": str(Path(__file__).parents[1])},
+    )  # fmt: skip
+    assert "16:9" in helped.stdout and "21:9" not in helped.stdout

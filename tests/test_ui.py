@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -10,11 +12,107 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError, ValidationError
 from PIL import Image
 
+from sd35.errors import InvalidRequestError, SpaceSleepingError
 from sd35.metadata import read_metadata
-from sd35.standin import StandinConfig, StandinServer
+from sd35.panels import wording
+from sd35.panels.form import FormValues
+from sd35.params import aspect_ratio_presets
+from sd35.space_client import SpaceStatus, quota_error
+from sd35.standin import QUOTA_MESSAGE, QUOTA_WAIT_MESSAGE, StandinConfig, StandinServer
 from tests.browser import screenshot
-from tests.loopback import closed_port
+from tests.loopback import closed_port, free_port
 from tests.studio_support import generate_args, launch_studio, open_page
+
+# --- the page's words, without a browser -----------------------------------------------------
+
+
+def test_quota_message_keeps_its_link_the_time_and_how_to_use_a_token() -> None:
+    text = wording.error_markdown(quota_error(QUOTA_MESSAGE, has_token=False), space="o/s")
+    assert text.startswith("⚠️ **GPU quota exceeded**")
+    assert "[Create a free account](https://" in text and "/join)" in text
+    assert "`HF_TOKEN`" in text and "`--token-file FILE`" in text
+    assert "(https://huggingface.co/spaces/o/s)" in text and "<a" not in text
+    waiting = wording.error_markdown(quota_error(QUOTA_WAIT_MESSAGE, has_token=True))
+    assert "You can try again at" in waiting and "in 9 min 48 s" in waiting
+    assert "HF_TOKEN" not in waiting  # a token is already in use
+
+
+def test_other_errors_keep_their_title_and_are_escaped() -> None:
+    text = wording.error_markdown(SpaceSleepingError("The Space is *asleep* <b>now</b>."))
+    assert text.startswith("⚠️ **Space is asleep** — ")
+    assert "\\*asleep\\*" in text and "\\<b\\>" in text
+
+
+def test_form_mistakes_go_beside_their_field() -> None:
+    prompt = InvalidRequestError("prompt", "", "Please enter a prompt.")
+    assert wording.field_error(prompt) == ("⚠️ Please enter a prompt.", "")
+    width = InvalidRequestError("width", 1000, "width = 1000 is out of range.")
+    assert wording.field_error(width) == ("", "⚠️ width = 1000 is out of range.")
+
+
+def test_the_ratio_choice_follows_sizes_with_a_custom_state() -> None:
+    presets = aspect_ratio_presets()
+    assert wording.ratio_for_size(1024, 1024, presets) == "1:1"
+    assert wording.ratio_for_size(1024.0, 576.0, presets) == "16:9"
+    assert wording.ratio_for_size(768, 512, presets) == "3:2"  # the ratio, not the preset size
+    assert wording.ratio_for_size(800, 1024, presets) == wording.CUSTOM_RATIO
+    assert wording.ratio_for_size(None, 512, presets) == wording.CUSTOM_RATIO
+
+
+def test_the_note_says_what_filling_the_form_changed() -> None:
+    before = FormValues("a cat", "", 1024, 1024, 4.5, 40, 3, True).as_dict()
+    after = FormValues("a dog", "", 1024.0, 576, 4.5, 28, 9, False).as_dict()
+    note = wording.changes_note("the selected image", before, after)
+    assert note == (
+        "✔ Form filled from the selected image. Changed: prompt, height 576, steps 28, "
+        "seed 9, randomize seed off."
+    )
+    assert "nothing changed" in wording.changes_note("the PNG", after, after)
+
+
+def test_star_words_and_mark() -> None:
+    assert wording.star_label(False) == "☆ Star" and wording.star_label(True) == "★ Unstar"
+    assert wording.starred_caption("a cat", True) == "★ a cat"
+    assert wording.starred_caption("a cat", False) == "a cat"
+
+
+def test_an_unreachable_space_suggests_demo_in_terminal_and_page() -> None:
+    down = SpaceStatus(False, None, "Could not reach the Space.")
+    line = wording.startup_line(down, space="o/s")
+    assert line is not None and "--demo" in line and "\n" not in line
+    assert wording.startup_line(SpaceStatus(True, 0, None), space="o/s") is None
+    assert "--demo" in wording.space_status_line(down, space="o/s", demo=False)
+    assert "--demo" not in wording.space_status_line(SpaceStatus(True, 0, None), space="o/s",
+                                                     demo=False)  # fmt: skip
+
+
+def test_start_up_says_once_that_the_space_is_down_and_never_advises_share() -> None:
+    port = free_port()
+    app = Path(__file__).resolve().parents[1] / "app.py"
+    process = subprocess.Popen(
+        [sys.executable, str(app), "--port", str(port),
+         "--space", f"http://127.0.0.1:{closed_port()}/", "--output-dir", "outputs-test"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=Path(__file__).resolve().parents[1] / "test-artifacts",
+    )  # fmt: skip
+    lines: list[str] = []
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if "cannot be reached" in line:
+                break
+        output = "".join(lines)
+        assert sum("cannot be reached" in line for line in lines) == 1, output
+        assert "--demo" in output and f"127.0.0.1:{port}" in output
+        assert "share=True" not in output and "public link" not in output.lower()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
 
 # --- through gradio_client ------------------------------------------------------------------
 
