@@ -38,6 +38,7 @@ from sd35.jobs import (
     countdown,
     waiting_line,
 )
+from sd35.panels.wording import error_markdown
 from sd35.params import GenerationRequest
 from sd35.scheduler import JobChanged, Scheduler
 from sd35.space_client import Progress, Queued, Started
@@ -117,11 +118,15 @@ async def follow(
             yield 1, queue_line(scheduler, first, len(jobs))
             if scheduler.is_paused(user):
                 return  # nothing will start: do not hold one of the page's streams open
+        errors: dict[str, SD35Error] = {}  # the failure that made a job wait, if published
         while pending:
             job_id, item = await updates.get()
             if job_id not in pending:
                 continue
             index = index_of[job_id]
+            if isinstance(item, SD35Error):
+                errors[job_id] = item  # shown with the wait that follows it
+                continue
             if not isinstance(item, JobChanged):
                 yield index, item
                 continue
@@ -132,8 +137,12 @@ async def follow(
                 raise JobFailed(job.error_title or "Error", job.error_message or "It failed.")
             elif job.state == WAITING and job.retry_at is not None:
                 line = waiting_line(job.retry_at, time.time(), job.reason)
-                reason = f" {job.reason}" if job.reason else ""
-                yield index, f"⏸ {line}. It will try again by itself (see Queue).{reason}"
+                wait = f"⏸ {line}. It will try again by itself (see Queue)."
+                error = errors.get(job_id)
+                if error is not None:  # once, with its title, link and token advice
+                    yield index, f"{error_markdown(error)}\n\n{wait}"
+                else:
+                    yield index, f"{wait} {job.reason}" if job.reason else wait
                 return
             elif job.state == QUEUED:
                 yield index, queue_line(scheduler, job, len(jobs))

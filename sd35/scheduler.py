@@ -318,6 +318,7 @@ class Scheduler:
             else:
                 self.store.cancel(job.id, include_running=True)
         except QuotaExceededError as error:
+            self._publish(job.id, error)  # followers show the Space's words with the wait
             if not self._reroute(job, state, error):
                 self._quota(job, state, error)
         except PERMANENT_ERRORS as error:

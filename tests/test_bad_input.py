@@ -13,6 +13,7 @@ import pytest
 from gradio_client import Client
 
 from sd35 import cli, server
+from sd35.backends.panel import ANY
 from sd35.server import RunningStudio
 from sd35.standin import StandinServer
 from tests.loopback import free_port
@@ -99,12 +100,15 @@ def test_apis_answer_400(api_studio, preview_space, capfd, name, openai_body, a1
 
 #: (name, inputs of the page's /generate as a gradio_client caller sends them, field named)
 def _page_inputs(**changes):
-    inputs = dict(zip(PAGE_NAMES, generate_args("a valid prompt"), strict=True))
+    # A raw HTTP caller sends every input, the backend choice last (gradio_client fills it).
+    inputs = dict(zip(PAGE_NAMES, [*generate_args("a valid prompt"), ANY], strict=True))
     inputs.update(changes)
     return list(inputs.values())
 
 
-PAGE_NAMES = ("prompt", "negative", "width", "height", "guidance", "steps", "seed", "random", "n")
+PAGE_NAMES = (
+    "prompt", "negative", "width", "height", "guidance", "steps", "seed", "random", "n", "backend"
+)  # fmt: skip
 PAGE_CASES = [
     ("prompt a list", {"prompt": ["x"]}, "prompt"),
     ("prompt with a lone surrogate", {"prompt": "a \ud800 b"}, "prompt"),
