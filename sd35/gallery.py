@@ -1,4 +1,4 @@
-"""A persistent gallery that never loses an image (SPEC §6).
+"""A persistent gallery that never loses an image and stays fast with thousands of them.
 
 Modelled on InvokeAI's image services: image *files* and image *records* are kept apart, a small
 WebP thumbnail sits beside each image, and listing pages in SQL.

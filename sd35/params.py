@@ -2,7 +2,8 @@
 
 The Space declares its inputs (bounds, steps, defaults) in its API schema. ``SpaceSchema``
 holds those bounds; ``SpaceSchema.from_api_info`` reads them from ``Client.view_api`` output
-and ``SpaceSchema()`` is the fallback documented in SPEC §1 for when the Space cannot be asked.
+and ``SpaceSchema()`` is the fallback documented in docs/space-api.md for when the Space
+cannot be asked.
 ``GenerationRequest.validate`` checks a request against a schema and names the field, the
 value and the allowed range of the first thing that is wrong.
 """
@@ -86,7 +87,7 @@ def _fmt(number: float) -> str:
 
 @dataclass(frozen=True)
 class SpaceSchema:
-    """What the Space accepts for each numeric input (defaults: SPEC §1)."""
+    """What the Space accepts for each numeric input (defaults: docs/space-api.md)."""
 
     seed: NumberRange = NumberRange(0, MAX_SEED, 1, 0)
     width: NumberRange = NumberRange(512, 1024, 32, 1024)

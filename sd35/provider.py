@@ -1,9 +1,9 @@
 """The seed's provider interface: ``StabilityAI_SD35Large.create_async_generator``.
 
-It keeps the original's class attributes and call signature (SPEC §2) but is built on
-``SpaceClient``: the proxy covers every request, errors keep their meaning, the Space's own
-defaults are used, and the final image is saved to the gallery instead of being left on the
-Space's temporary URL.
+It keeps the class attributes and call signature of g4f's provider of the same name, but is
+built on ``SpaceClient``: the proxy covers every request, errors keep their meaning, the
+Space's own defaults are used, and the final image is saved to the gallery instead of being
+left on the Space's temporary URL.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """A stand-in for the Stable Diffusion 3.5 Large Space, served locally for tests and demos.
 
 This is a real Gradio app that declares exactly the API of the real Space
-(``stabilityai/stable-diffusion-3-5-large``, see SPEC §1): the same components in the same
+(``stabilityai/stable-diffusion-3-5-large``, see docs/space-api.md): the same components in the same
 order, the same ``gr.on(...)`` event named ``/infer``, ``gr.Progress(track_tqdm=True)`` fed
 by a ``tqdm`` loop, WebP output. Instead of a diffusion model it paints a deterministic
 picture from the request, and it can be told (through a mutable :class:`StandinConfig`) to be
