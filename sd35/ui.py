@@ -12,8 +12,6 @@ from typing import Any
 
 import gradio as gr
 
-from sd35.backends.panel import schema_for
-from sd35.form_check import form_validator
 from sd35.panels import form as form_panel
 from sd35.panels import history as history_panel
 from sd35.panels import output as output_panel
@@ -277,8 +275,8 @@ def _wire(
         api_name="generate",
         # Raw values: a prompt ["x"] must be refused, not turned into "['x']".
         preprocess=False,
-        # Messages beside the fields before any job, against the chosen backend's bounds.
-        validator=form_validator(lambda choice=None: schema_for(studio, choice), MAX_BATCH),
+        # No Gradio ``validator`` here: an event with one skips the queue's ``max_size`` bound
+        # (tests/test_load.py). ``run`` refuses bad values itself, beside the field.
         show_progress="hidden",
         concurrency_limit=studio.concurrency,
         concurrency_id="generate",

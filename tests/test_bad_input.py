@@ -186,7 +186,7 @@ def _app_cases(tmp_path):
 
 def test_gradio_client_callers_get_the_message(page_client_url) -> None:
     client = Client(page_client_url, verbose=False, download_files=False)
-    with pytest.raises(Exception) as caught:  # ValidationError (the validator) or AppError
+    with pytest.raises(Exception) as caught:  # AppError naming the field
         client.predict(*_page_inputs(prompt=["x"]), api_name="/generate")
     assert "prompt must be text" in str(caught.value)
 
@@ -197,7 +197,7 @@ def test_the_page_shows_the_message_beside_the_field(browser, api_studio) -> Non
     try:
         page.locator("#prompt textarea").fill("   ")
         page.locator("#generate-button").click()
-        message = page.locator("#prompt").get_by_text("Please enter a prompt.")
+        message = page.locator("#prompt-error").get_by_text("Please enter a prompt.")
         message.wait_for(timeout=15000)
     finally:
         page.close()

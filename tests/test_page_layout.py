@@ -147,8 +147,7 @@ def test_form_mistakes_show_beside_the_field_not_as_toasts(browser, studio) -> N
     page = open_at(browser, studio.url, LAPTOP)
     page.locator("#prompt textarea").fill("   ")
     page.locator("#generate-button").click()
-    # The page's validator says it beside the prompt before anything starts.
-    page.locator("#prompt").get_by_text("Please enter a prompt").wait_for(timeout=15000)
+    wait_text(page, "#prompt-error", "Please enter a prompt", timeout=15000)
     assert page.locator("[data-testid=toast-body]").count() == 0
     assert "Please enter a prompt" not in page.locator("#run-status").inner_text()
     # The next run clears the mistake.

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from gradio_client import Client
-from gradio_client.exceptions import AppError, ValidationError
+from gradio_client.exceptions import AppError
 from PIL import Image
 
 from sd35.errors import InvalidRequestError, SpaceSleepingError
@@ -158,9 +158,8 @@ def test_remote_errors_reach_api_callers_as_their_message(studio, preview_space)
     client = Client(studio.url, verbose=False)
     with pytest.raises(AppError, match="exceeded your GPU quota"):
         client.predict(*generate_args("a cat"), api_name="/generate")
-    # Off the Space's 32-pixel grid: the slider lets it through, our validation does not (the
-    # page's validator refuses it before any job: gradio_client raises ValidationError).
-    with pytest.raises(ValidationError, match="width = 1000 is off-step"):
+    # Off the Space's 32-pixel grid: the slider lets it through, our validation does not.
+    with pytest.raises(AppError, match="width = 1000 is off-step"):
         client.predict("a cat", "", 1000, 512, 4.5, 8, 0, True, 1, api_name="/generate")
 
 

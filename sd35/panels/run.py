@@ -104,14 +104,16 @@ async def run(
             if isinstance(event, str):  # a queue line: position, or waiting for the quota
                 yield view.show(status=event)
             elif isinstance(event, Saved):
-                done = "✅ Done" if index == len(jobs) else f"✅ Image {index} done"
+                # The queue may run a batch's images side by side: count them, not the index.
+                ids = [*view.ids, event.image.id]
+                done = "✅ Done" if len(ids) == len(jobs) else f"✅ {len(ids)} of {len(jobs)} done"
                 yield view.show(
                     image=image_value(studio, event.image.path),
                     status=done,
                     info=result_line(event),
                     seed=event.result.seed,
                     saved=event.image.id,
-                    ids=[*view.ids, event.image.id],
+                    ids=ids,
                 )
             elif isinstance(event, Result):  # shown at once; saving follows
                 yield view.show(image=image_value(studio, event.path), status="💾 Saving…")
