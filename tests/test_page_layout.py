@@ -279,7 +279,10 @@ def test_png_info_shows_raw_chunks_every_field_and_a_preview(browser, studio, tm
         timeout=10000,
     )
     wait_text(page, "#form-note", "from the PNG", timeout=10000)
-    assert checked_ratio(page) == "3:2"
+    page.wait_for_function(  # the ratio follows the new sizes (768×512) once they are in
+        "() => document.querySelector('#aspect-ratio input:checked')?.value === '3:2'",
+        timeout=10000,
+    )
     page.close()
 
 
