@@ -297,20 +297,6 @@ def _whole(value: Any, default: int) -> Any:
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
-def form_values(meta: ImageMetadata) -> list[Any]:
-    """Values for (prompt, negative, width, height, guidance, steps, seed, randomize)."""
-    return [
-        meta.prompt,
-        meta.negative_prompt,
-        meta.width,
-        meta.height,
-        meta.guidance_scale,
-        meta.num_inference_steps,
-        meta.seed,
-        False,
-    ]
-
-
 def details_markdown(meta: ImageMetadata) -> str:
     """All parameters of an image, for the panel beside the large view."""
     negative = meta.negative_prompt or "—"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import astuple
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from PIL import Image
 from sd35.errors import InvalidRequestError, QuotaExceededError
 from sd35.gallery import SQLiteGalleryStore
 from sd35.metadata import ImageMetadata, read_metadata
+from sd35.panels.form import FormValues
 from sd35.params import GenerationRequest, SpaceSchema
 from sd35.space_client import Progress, Queued, Result, SpaceClient, SpaceStatus, Started
 from sd35.studio import (
@@ -19,7 +21,6 @@ from sd35.studio import (
     caption,
     details_markdown,
     error_line,
-    form_values,
     metadata_for,
     progress_line,
     request_from_form,
@@ -67,7 +68,7 @@ def test_request_from_form_takes_slider_floats_and_validates() -> None:
 
 def test_stored_settings_go_back_into_the_form() -> None:
     meta = ImageMetadata(prompt="p", negative_prompt="n", seed=9, width=640, height=960)
-    values = form_values(meta)
+    values = list(astuple(FormValues.from_meta(meta)))
     assert values == ["p", "n", 640, 960, 4.5, 40, 9, False]  # randomize off: same image again
     request = request_from_form(*values, SpaceSchema())
     assert request == meta.to_request()
