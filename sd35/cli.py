@@ -10,6 +10,7 @@ kept, the message says where), 4 quota exhausted, 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import shutil
 import sys
 import tempfile
@@ -19,13 +20,12 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from sd35.backends import SpaceBackend, build_backends, choose_backends
-from sd35.backends.config import add_backend_arguments
-from sd35.backends.direct import FailoverBackend
+from sd35.backends.config import add_backend_arguments, status_client
 from sd35.errors import InvalidRequestError, QuotaExceededError, SD35Error
 from sd35.options import OneLineParser, finite_number, whole_number
 from sd35.params import aspect_ratio_presets, build_request
 from sd35.safekeeping import ImageNotSavedError
-from sd35.space_client import Preview, Progress, Queued, Result, Started
+from sd35.space_client import Preview, Progress, Queued, Started
 from sd35.tokens import environment_token, read_token_file
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_REMOTE, EXIT_QUOTA, EXIT_INTERRUPTED = 0, 2, 3, 4, 130
@@ -138,7 +138,8 @@ class ProgressLine:
 
 
 def generate(args: argparse.Namespace) -> int:
-    from sd35.scheduler import BackendState
+    from sd35.gallery import SQLiteGalleryStore
+    from sd35.studio import Studio
 
     line = ProgressLine(quiet=args.quiet, verbose=args.verbose)
     standin = None
@@ -156,9 +157,16 @@ def generate(args: argparse.Namespace) -> int:
         choice, token=token, proxy=args.proxy, timeout=args.timeout, download_dir=Path(downloads)
     )
     first = backends[0]
-    states = [BackendState(backend) for backend in backends]
-    client: Any = FailoverBackend(lambda: states) if len(backends) > 1 else first
+    # Several backends: the studio fails over between them (``sd35.backends.direct``).
+    backend = first if len(backends) == 1 else None
+    studio: Studio | None = None
     try:
+        # Opened (and reconciled) before the Space spends any quota on the image.
+        studio = Studio(
+            status_client(backends, proxy=args.proxy),
+            SQLiteGalleryStore(Path(args.out)),
+            backends=backends,
+        )
         schema = first.client.schema() if isinstance(first, SpaceBackend) else first.schema()
         request = build_request(
             args.prompt,
@@ -175,29 +183,31 @@ def generate(args: argparse.Namespace) -> int:
         refusals = 0
         while True:
             try:
-                return _run(client, request, args, line)
+                return asyncio.run(_run(studio, request, backend, line))
             except QuotaExceededError as exc:
                 if not args.wait_quota:
                     raise
                 refusals += 1
                 wait_out_quota(exc, refusals)
     finally:
-        for backend in backends:
-            backend.close()
+        if studio is not None:
+            studio.close()  # the saves under way finish first
+        for each in backends:
+            each.close()
         shutil.rmtree(downloads, ignore_errors=True)
         if standin is not None:
             standin.stop()
 
 
-def _run(client: Any, request: Any, args: argparse.Namespace, line: ProgressLine) -> int:
-    """One try: progress on the stderr line, save the image, print its path."""
-    from sd35.studio import save_result
+async def _run(studio: Any, request: Any, backend: Any, line: ProgressLine) -> int:
+    """One try through ``Studio.generate``: progress on the stderr line, the image saved in
+    the gallery, its path printed."""
+    from sd35.studio import Saved
 
-    for event in client.generate(request):
-        if isinstance(event, Result):
-            stored = save_result(event, Path(args.out), space=client.space)
-            line.done(f"done in {event.elapsed:.1f} s, seed {event.seed}")
-            print(stored.path)
+    async for _, event in studio.generate(request, backend=backend):
+        if isinstance(event, Saved):
+            line.done(f"done in {event.result.elapsed:.1f} s, seed {event.result.seed}")
+            print(event.image.path)
             return EXIT_OK
         line.event(event)
     return EXIT_REMOTE
@@ -209,8 +219,8 @@ def wait_out_quota(
     """Wait until the time the Space named, else the queue's backoff (``RetryPolicy``: 10 min
     doubling to 2 h), with a countdown on stderr (one line a second on a terminal, else one a
     minute)."""
+    from sd35.backends.failover import RetryPolicy
     from sd35.jobs import waiting_line
-    from sd35.scheduler import RetryPolicy
 
     if error.retry_after is not None:
         seconds = error.retry_after.total_seconds()

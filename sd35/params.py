@@ -12,11 +12,20 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
 from typing import Any
 
 from sd35.errors import InvalidRequestError
+
+#: The model behind the Space, as every face names it (OpenAI's ``model``, A1111's checkpoint,
+#: the provider's ``default_model``, the PNG's metadata).
+MODEL_ID = "stabilityai-stable-diffusion-3.5-large"
+#: Other names taken for it; the seed's provider id is spelled with dashes only (as g4f does).
+MODEL_ALIASES = ("sd-3.5", "sd-3.5-large", "stabilityai-stable-diffusion-3-5-large")
+#: The official Space (``owner/name``).
+DEFAULT_SPACE = "stabilityai/stable-diffusion-3-5-large"
 
 MAX_SEED = 2**31 - 1
 #: Prompts longer than this are refused locally: the Space's text encoders stop reading long
@@ -64,7 +73,8 @@ class NumberRange:
     default: float
 
     def describe(self) -> str:
-        return f"{_fmt(self.minimum)} to {_fmt(self.maximum)} in steps of {_fmt(self.step)}"
+        low, high, step = (format_number(n) for n in (self.minimum, self.maximum, self.step))
+        return f"{low} to {high} in steps of {step}"
 
     def contains(self, value: float) -> bool:
         if not (self.minimum <= value <= self.maximum):
@@ -81,8 +91,11 @@ def _shown(value: Any) -> Any:
     return value if len(text) <= 80 else text[:77] + "..."
 
 
-def _fmt(number: float) -> str:
-    return str(int(number)) if float(number).is_integer() else f"{number:g}"
+def format_number(value: Any) -> str:
+    """A number as people write it (``40``, not ``40.0``); anything else as ``str``."""
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else f"{value:g}"
+    return str(value)
 
 
 @dataclass(frozen=True)
@@ -230,15 +243,17 @@ def _number(name: str, value: Any, bounds: NumberRange, *, integral: bool) -> in
             below = (
                 bounds.minimum + math.floor((value - bounds.minimum) / bounds.step) * bounds.step
             )
-            nearest = f"{_fmt(below)} or {_fmt(min(below + bounds.step, bounds.maximum))}"
+            above = min(below + bounds.step, bounds.maximum)
+            nearest = f"{format_number(below)} or {format_number(above)}"
             raise InvalidRequestError(
                 name,
                 value,
-                f"{name} = {_fmt(value)} is off-step: it must be a multiple of "
-                f"{_fmt(bounds.step)} from {_fmt(bounds.minimum)} ({allowed}; nearest: {nearest}).",
+                f"{name} = {format_number(value)} is off-step: it must be a multiple of "
+                f"{format_number(bounds.step)} from {format_number(bounds.minimum)} "
+                f"({allowed}; nearest: {nearest}).",
             )
         raise InvalidRequestError(
-            name, value, f"{name} = {_fmt(value)} is out of range ({allowed})."
+            name, value, f"{name} = {format_number(value)} is out of range ({allowed})."
         )
     return int(value) if integral else round(float(value), 6)
 
@@ -251,6 +266,32 @@ def count_value(name: str, value: Any, maximum: int) -> int:
             name, _shown(value), f"{name} must be a whole number from 1 to {maximum}."
         )
     return int(value)
+
+
+def request_from_values(values: Mapping[str, Any], schema: SpaceSchema) -> GenerationRequest:
+    """A validated request from a form's raw values, named as ``GenerationRequest``'s fields
+    (sliders hand over floats such as ``512.0``; a missing value takes the usual default)."""
+    request = GenerationRequest(
+        prompt=_or_default(values.get("prompt"), ""),
+        negative_prompt=_or_default(values.get("negative_prompt"), ""),
+        seed=_whole(values.get("seed"), 0),
+        randomize_seed=_or_default(values.get("randomize_seed"), False),
+        width=_whole(values.get("width"), 1024),
+        height=_whole(values.get("height"), 1024),
+        guidance_scale=values.get("guidance_scale"),
+        num_inference_steps=_whole(values.get("num_inference_steps"), 40),
+    )
+    return request.validate(schema)  # names any value of the wrong type (NaN, text, a list)
+
+
+def _or_default(value: Any, default: Any) -> Any:
+    return default if value is None else value
+
+
+def _whole(value: Any, default: int) -> Any:
+    if value is None:
+        return default
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def batch_requests(request: GenerationRequest, count: int) -> list[GenerationRequest]:

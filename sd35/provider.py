@@ -1,24 +1,34 @@
 """The seed's provider interface: ``StabilityAI_SD35Large.create_async_generator``.
 
-It keeps the class attributes and call signature of g4f's provider of the same name, but is
-built on ``SpaceClient``: the proxy covers every request, errors keep their meaning, the
-Space's own defaults are used, and the final image is saved to the gallery instead of being
-left on the Space's temporary URL.
+It keeps the class attributes and call signature of g4f's provider of the same name, but runs
+through a ``Studio`` (``sd35.studio``): the proxy covers every request, errors keep their
+meaning, the Space's own defaults are used, and the final image is saved to the gallery instead
+of being left on the Space's temporary URL.
+
+The class's studio is the one given to ``bind`` (e.g. the app's own), else one built the first
+time a call needs it, for the class's ``url`` and ``output_dir``; a call that passes its own
+``api_key``, ``proxy`` or ``timeout`` gets a Space client of its own for that call.
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
+import contextlib
 from collections.abc import AsyncIterator, Iterable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from sd35.errors import InvalidRequestError
-from sd35.params import build_request
-from sd35.space_client import DEFAULT_SPACE, Preview, Progress, Queued, Result, SpaceClient
+from sd35.params import DEFAULT_SPACE, MODEL_ALIASES, MODEL_ID, GenerationRequest, build_request
+from sd35.space_client import Preview, Progress, Queued, SpaceClient
+
+if TYPE_CHECKING:
+    from sd35.studio import Studio
+
+#: Seconds for a whole job unless a call says otherwise (``timeout``).
+DEFAULT_TIMEOUT = 900.0
 
 Messages = list[dict[str, Any]]
 
@@ -73,18 +83,41 @@ class StabilityAI_SD35Large:
     url = "https://stabilityai-stable-diffusion-3-5-large.hf.space"
     api_endpoint = "/gradio_api/call/infer"
     working = True
-    default_model = "stabilityai-stable-diffusion-3.5-large"
+    default_model = MODEL_ID
     default_image_model = default_model
-    model_aliases: ClassVar[dict[str, str]] = {
-        "sd-3.5": default_model,
-        "sd-3.5-large": default_model,
-        # The seed's own provider id, as g4f spells it (dashes only).
-        "stabilityai-stable-diffusion-3-5-large": default_model,
-    }
+    model_aliases: ClassVar[dict[str, str]] = dict.fromkeys(MODEL_ALIASES, default_model)
     image_models: ClassVar[list[str]] = list(model_aliases)
     models = image_models
     #: Where final images are saved (as PNG with metadata, in the gallery layout).
     output_dir: Path = Path("outputs")
+    #: The studio given to ``bind`` (inherited by subclasses).
+    _bound: ClassVar[Studio | None] = None
+
+    @classmethod
+    def bind(cls, studio: Studio | None) -> None:
+        """Run this class's calls through ``studio`` (its Space client and gallery); None
+        goes back to a studio built for ``url`` and ``output_dir``."""
+        cls._bound = studio
+
+    @classmethod
+    def studio(cls, output_dir: str | Path | None = None) -> Studio:
+        """The studio for a call saving into ``output_dir`` (default: the class's): the bound
+        one, else the one built for this class (again if ``url`` or the folder changed).
+        Blocking the first time (opening the gallery reconciles its index)."""
+        from sd35.gallery import SQLiteGalleryStore
+        from sd35.studio import Studio  # local: keeps this module importable alone
+
+        folder = Path(output_dir or cls.output_dir).resolve()
+        bound = cls._bound
+        if bound is not None and (output_dir is None or bound.store.root.resolve() == folder):
+            return bound
+        built: tuple[Any, Studio] | None = cls.__dict__.get("_built")
+        target = (cls.url, folder)
+        if built is None or built[0] != target:
+            client = SpaceClient(cls.url, timeout=DEFAULT_TIMEOUT)
+            built = (target, Studio(client, SQLiteGalleryStore(folder)))
+            cls._built = built  # type: ignore[attr-defined]  # this class's own, not a parent's
+        return built[1]
 
     @classmethod
     def get_model(cls, model: str | None) -> str:
@@ -123,78 +156,70 @@ class StabilityAI_SD35Large:
         """
         cls.get_model(model)
         text = prompt if prompt is not None else last_user_message(messages)
-        client = _client_for(cls.url, api_key, proxy, float(kwargs.get("timeout", 900.0)))
-        # Validate against what the Space declares; the client that reads the schema
-        # goes back to the pool and runs the job, so this costs no extra connection.
-        schema = await asyncio.to_thread(client.schema)
-        request = build_request(
-            text,
-            negative_prompt=negative_prompt,
-            aspect_ratio=aspect_ratio,
-            width=width,
-            height=height,
-            guidance_scale=guidance_scale,
-            num_inference_steps=num_inference_steps,
-            seed=seed,
-            randomize_seed=randomize_seed,
-            schema=schema,
-        )
-        from sd35.studio import open_store, store_result  # local: keeps it importable alone
+        # Opened (and reconciled, the first time) before the job, off the event loop.
+        studio = await asyncio.to_thread(cls.studio, kwargs.get("output_dir"))
+        timeout = float(kwargs.get("timeout", DEFAULT_TIMEOUT))
+        own_client = None
+        if api_key or proxy or timeout != DEFAULT_TIMEOUT:  # this call's own settings
+            from sd35.studio import Studio
 
-        # Opened (and reconciled, the first time) while the job is under way, not after it.
-        store = await asyncio.to_thread(
-            open_store, Path(kwargs.get("output_dir") or cls.output_dir)
-        )
-        async for event in client.generate(request):
-            if isinstance(event, Preview):
-                yield ImagePreview(
-                    url=event.path.resolve().as_uri(),
-                    alt=request.prompt,
-                    path=event.path,
-                    seed=request.seed,
-                    options={"index": event.index},
-                )
-            elif isinstance(event, Result):
-                # The PNG's name is fixed now and the response goes out at once; the PNG is
-                # written meanwhile (a caller that stops here still gets it: the thread
-                # finishes on its own) and this generator ends only once it is stored.
-                slot = store.reserve()
-                saving = _SAVER.submit(
-                    store_result,
-                    store,
-                    event,
-                    space=client.space,
-                    user=kwargs.get("user"),
-                    reservation=slot,
-                )
-                yield ImageResponse(
-                    url=slot.path.as_uri(),
-                    alt=request.prompt,
-                    path=slot.path,
-                    seed=event.seed,
-                    options={"elapsed": event.elapsed, "id": slot.id, **request.to_dict()},
-                    saving=saving,
-                )
-                await asyncio.wrap_future(saving)
-            elif kwargs.get("yield_progress") and isinstance(event, Queued | Progress):
-                yield ProgressUpdate(event)
+            own_client = SpaceClient(cls.url, token=api_key, proxy=proxy, timeout=timeout)
+            studio = Studio(own_client, studio.store)
+        try:
+            # Validate against what the Space declares; the client that reads the schema
+            # goes back to the pool and runs the job, so this costs no extra connection.
+            schema = await asyncio.to_thread(studio.client.schema)
+            request = build_request(
+                text,
+                negative_prompt=negative_prompt,
+                aspect_ratio=aspect_ratio,
+                width=width,
+                height=height,
+                guidance_scale=guidance_scale,
+                num_inference_steps=num_inference_steps,
+                seed=seed,
+                randomize_seed=randomize_seed,
+                schema=schema,
+            )
+            events = studio.run(request, kwargs.get("user"), announce_saving=True)
+            async with contextlib.aclosing(events):
+                async for item in _items(events, request, bool(kwargs.get("yield_progress"))):
+                    yield item
+        finally:
+            if own_client is not None:
+                own_client.close()
 
 
-#: Writes the providers' PNGs; its threads outlive a caller that stops at the response.
-_SAVER = ThreadPoolExecutor(max_workers=4, thread_name_prefix="sd35-provider-save")
+async def _items(
+    events: AsyncIterator[Any], request: GenerationRequest, progress: bool
+) -> AsyncIterator[ImagePreview | ImageResponse | ProgressUpdate]:
+    """The provider's items for the studio's events of one image."""
+    from sd35.studio import Saving
 
-_clients: dict[tuple[str, str | None, str | None, float], SpaceClient] = {}
-_clients_lock = threading.Lock()
-
-
-def _client_for(url: str, token: str | None, proxy: str | None, timeout: float) -> SpaceClient:
-    """One ``SpaceClient`` per target, token, proxy and timeout, kept between calls: its
-    idle connections and the Space's schema then serve the next call (~30 ms saved each)."""
-    key = (url, token, proxy, timeout)
-    with _clients_lock:
-        if key not in _clients:
-            _clients[key] = SpaceClient(url, token=token, proxy=proxy, timeout=timeout)
-        return _clients[key]
+    async for event in events:
+        if isinstance(event, Preview):
+            yield ImagePreview(
+                url=event.path.resolve().as_uri(),
+                alt=request.prompt,
+                path=event.path,
+                seed=request.seed,
+                options={"index": event.index},
+            )
+        elif isinstance(event, Saving):
+            # The PNG's name is fixed and the response goes out at once; the PNG is written
+            # meanwhile (a caller that stops here still gets it: the studio's saver finishes
+            # on its own) and the provider ends only once it is stored.
+            slot, result = event.reservation, event.result
+            yield ImageResponse(
+                url=slot.path.as_uri(),
+                alt=request.prompt,
+                path=slot.path,
+                seed=result.seed,
+                options={"elapsed": result.elapsed, "id": slot.id, **request.to_dict()},
+                saving=event.done,
+            )
+        elif progress and isinstance(event, Queued | Progress):
+            yield ProgressUpdate(event)
 
 
 def last_user_message(messages: Iterable[Mapping[str, Any]] | Mapping[str, Any] | None) -> str:

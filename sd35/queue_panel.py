@@ -1,6 +1,6 @@
 """The page's Queue panel and the page's way of generating through the queue.
 
-* ``generation_events``: what the page's Generate streams. A click in the page stores one job
+* ``generation_events``: what the page's Generate streams. A click in the page queues one job
   per image (so a batch of N is N jobs, and clicks while a job runs simply add more), then
   follows them: the Space's events, queue positions, and, when the GPU quota is out, a line
   saying when the job will try again by itself (the stream ends; the job stays queued). A
@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import html
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
@@ -81,35 +81,37 @@ def from_api_client(request: gr.Request | None) -> bool:
 
 async def generation_events(
     studio: Any,
-    requests: Sequence[GenerationRequest],
-    request: gr.Request | None,
+    request: GenerationRequest,
+    count: int,
+    caller: gr.Request | None,
     backend: Any = None,
 ) -> AsyncIterator[tuple[int, Any]]:
-    """``(image index from 1, event)`` for the page's Generate: Space events, ``Saved``, and
-    plain status lines (str). Raises ``SD35Error`` when an image fails."""
-    user = _user(request)
-    scheduler: Scheduler | None = getattr(studio, "scheduler", None)
-    if scheduler is None or from_api_client(request):
-        for index, job in enumerate(requests, start=1):
-            async for event in studio.run(job, user, backend=backend):
-                yield index, event
+    """``(image index from 1, event)`` for the page's Generate of ``count`` images: Space
+    events, ``Saved``, and plain status lines (str). Raises ``SD35Error`` when an image fails."""
+    user = _user(caller)
+    if studio.scheduler is None or from_api_client(caller):
+        async for item in studio.generate(request, count, user, backend=backend):
+            yield item
         return
-    pin = backend.name if backend is not None else None  # issue 16: a job pinned to a backend
-    async for item in follow(scheduler, requests, user, pin):
+    pin = backend.name if backend is not None else None  # a job pinned to a backend
+    async for item in follow(studio, request, count, user, pin):
         yield item
 
 
 async def follow(
-    scheduler: Scheduler,
-    requests: Sequence[GenerationRequest],
+    studio: Any,
+    request: GenerationRequest,
+    count: int,
     user: str | None,
     backend: str | None = None,
 ) -> AsyncIterator[tuple[int, Any]]:
-    """Store the jobs, then stream their events until each is done, failed or cancelled, or
-    one waits (then the stream ends with the waiting line; the jobs stay in the queue)."""
+    """Queue the batch (``Studio.submit``), then stream its events until each job is done,
+    failed or cancelled, or one waits (then the stream ends with the waiting line; the jobs
+    stay in the queue)."""
+    scheduler: Scheduler = studio.scheduler
     with scheduler.watch() as updates:
         jobs = await asyncio.to_thread(
-            scheduler.submit, requests, owner=user, source="page", backend=backend
+            studio.submit, request, count, user, source="page", backend=backend
         )
         index_of = {job.id: index for index, job in enumerate(jobs, start=1)}
         pending = set(index_of)

@@ -5,9 +5,10 @@
   one user's 50 jobs do not starve another's one.
 * **Backends** are any objects with ``name`` (a spec without secrets, e.g.
   ``"space:stabilityai/stable-diffusion-3-5-large"``) and ``generate(request)`` returning an
-  async-iterable generation of ``sd35.space_client`` events with ``cancel()``; ``SpaceBackend``
-  adapts today's ``SpaceClient``. Each has a ``BackendState``: while it is paused (``retry_at``,
-  ``reason``) no job is sent to it. The job records which backend ran it.
+  async-iterable generation of ``sd35.space_client`` events with ``cancel()``
+  (``sd35.backends``: a Space, an Inference Provider or Endpoint). Each has a
+  ``BackendState``: while it is paused (``retry_at``, ``reason``) no job is sent to it. The
+  job records which backend ran it.
 * **Quota** (``QuotaExceededError``): the job goes back to ``waiting`` and the backend pauses
   until the time the Space names ("retry in H:MM:SS"), else for ``RetryPolicy.quota_first``
   (10 min) doubling with each refusal in a row up to ``quota_max`` (2 h). After a pause, one
@@ -16,7 +17,7 @@
   failed, timeout) wait ``transient_first`` (15 s) doubling up to ``transient_max`` (5 min),
   ``transient_attempts`` (4) times, then the job fails with the last message. **Permanent**
   ones (invalid request, endpoint missing, Space paused by its owner) fail the job at once.
-* A job is run by ``runner(job, backend)`` (the app passes ``Studio.run``), which yields the
+* A job is run by ``runner(job, backend)`` (``start_queue`` passes ``Studio.run``), which yields the
   backend's events and finally a ``Saved``; the job is marked done with the saved image's id.
 
 The scheduler runs its own event loop in a thread; its public methods are thread-safe and
@@ -35,31 +36,14 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sd35.backends import failover
-from sd35.errors import (
-    EndpointMissingError,
-    GenerationFailedError,
-    InvalidRequestError,
-    QueueFullError,
-    QuotaExceededError,
-    SD35Error,
-    SpacePausedError,
-    SpaceUnavailableError,
-)
+from sd35.backends.failover import BACKEND_ERRORS, PERMANENT_ERRORS, RetryPolicy
+from sd35.errors import GenerationFailedError, QuotaExceededError, SD35Error
 from sd35.jobs import PENDING, RUNNING, Job, JobStore
 from sd35.params import GenerationRequest
 from sd35.space_client import Result
 from sd35.studio import Saved
 
 log = logging.getLogger(__name__)
-
-#: Failures that retrying cannot fix: the job fails at once.
-PERMANENT_ERRORS: tuple[type[SD35Error], ...] = (
-    InvalidRequestError,
-    EndpointMissingError,
-    SpacePausedError,
-)
-#: Transient failures that concern the whole backend (it pauses), not just one job.
-BACKEND_ERRORS: tuple[type[SD35Error], ...] = (SpaceUnavailableError, QueueFullError)
 
 
 class Backend(Protocol):
@@ -70,37 +54,7 @@ class Backend(Protocol):
     def generate(self, request: GenerationRequest) -> Any: ...
 
 
-class SpaceBackend:
-    """A ``SpaceClient`` as a backend (``space`` is what the image's metadata names)."""
-
-    def __init__(self, client: Any) -> None:
-        self.client = client
-        self.space: str = client.space
-        self.name = f"space:{client.space}"
-
-    def generate(self, request: GenerationRequest) -> Any:
-        return self.client.generate(request)
-
-
 Runner = Callable[[Job, Backend], AsyncIterator[Any]]
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How long to wait before trying again (seconds). Tests shorten these."""
-
-    quota_first: float = 600.0
-    quota_max: float = 7200.0
-    transient_first: float = 15.0
-    transient_max: float = 300.0
-    transient_attempts: int = 4
-
-    def quota_delay(self, streak: int) -> float:
-        """The wait after the ``streak``-th quota refusal in a row (no time named)."""
-        return min(self.quota_first * 2 ** max(0, streak - 1), self.quota_max)
-
-    def transient_delay(self, failures: int) -> float:
-        return min(self.transient_first * 2 ** max(0, failures - 1), self.transient_max)
 
 
 @dataclass
@@ -537,8 +491,9 @@ def _owner_key(owner: str | None) -> tuple[bool, str]:
 
 
 def start_queue(studio: Any, *, concurrency: int, max_queue: int | None) -> Scheduler:
-    """The app's queue: jobs in the gallery's file, run on the studio's Space client through
-    ``Studio.run`` (so images are saved with the job id), recovered and started."""
+    """The app's queue over ``studio.backends``: jobs in the gallery's file, each run through
+    ``Studio.run`` (so images are saved with the job id); recovered, started, and given to
+    the studio (``Studio.use_queue``), which submits to it."""
     from sd35.backends.pins import JobPins
     from sd35.jobs import image_finder
 
@@ -550,11 +505,11 @@ def start_queue(studio: Any, *, concurrency: int, max_queue: int | None) -> Sche
 
     scheduler = Scheduler(
         store,
-        getattr(studio, "backends", None) or [SpaceBackend(studio.client)],
+        studio.backends,
         runner,
         concurrency=concurrency,
         max_queue=max_queue,
         pins=JobPins(store.path),
     )
-    studio.scheduler = scheduler
+    studio.use_queue(scheduler)
     return scheduler.start(find_image=image_finder(studio.store.index_path))

@@ -17,12 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sd35.backends import SpaceBackend, build_backends, choose_backends
-from sd35.backends.config import add_backend_arguments
+from sd35.backends import build_backends, choose_backends
+from sd35.backends.config import add_backend_arguments, status_client
+from sd35.gallery import SQLiteGalleryStore
 from sd35.options import OneLineParser, finite_number, port_number
 from sd35.page_files import PageFiles
-from sd35.space_client import DEFAULT_SPACE, SpaceClient
-from sd35.studio import Studio, open_store
+from sd35.params import DEFAULT_SPACE
+from sd35.studio import Studio
 from sd35.tokens import environment_token, read_token_file
 
 if TYPE_CHECKING:
@@ -220,9 +221,7 @@ class RunningStudio:
     downloads: Path | None = None
 
     def close(self) -> None:
-        self.studio.stop_background()
-        if self.studio.scheduler is not None:
-            self.studio.scheduler.stop()
+        self.studio.close()
         self.page.close()
         self.studio.client.close()
         for backend in getattr(self.studio, "backends", None) or []:
@@ -270,16 +269,22 @@ def start(options: ServerOptions, *, block: bool = False) -> RunningStudio:
         space = standin.url
     downloads = Path(tempfile.mkdtemp(prefix="sd35-downloads-"))
     backends = _backends(options, space, downloads)
-    client = next((b.client for b in backends if isinstance(b, SpaceBackend)), None)
-    if client is None:  # no Space configured: the status line still looks at the official one
-        client = SpaceClient(DEFAULT_SPACE, token="", proxy=options.proxy)
-    store = open_store(options.output_dir)
-    files = PageFiles()
-    studio = Studio(client, store, demo=options.demo, concurrency=options.concurrency, files=files)
-    studio.backends = backends
-    studio.start_background()
+    # No Space configured: the status line still looks at the official one.
+    client = status_client(backends, proxy=options.proxy)
+    from sd35.api.jobs import Gate
     from sd35.scheduler import start_queue
 
+    files = PageFiles()
+    studio = Studio(
+        client,
+        SQLiteGalleryStore(options.output_dir),
+        backends=backends,
+        gate=Gate(options.concurrency),  # the API and MCP generations at once
+        demo=options.demo,
+        concurrency=options.concurrency,
+        files=files,
+    )
+    studio.start_background()
     start_queue(studio, concurrency=options.concurrency, max_queue=options.max_queue)
     page = build_ui(studio)
     # --auth covers the APIs and MCP too: the page's users may call them with HTTP Basic.

@@ -8,11 +8,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from sd35.backends.config import space_backend
+from sd35.gallery import SQLiteGalleryStore
 from sd35.jobs import JobStore, image_finder
 from sd35.params import GenerationRequest
-from sd35.scheduler import RetryPolicy, Scheduler, SpaceBackend
+from sd35.scheduler import RetryPolicy, Scheduler
 from sd35.space_client import SpaceClient
-from sd35.studio import Studio, open_store
+from sd35.studio import Studio
 
 #: Short waits so quota and retry paths finish within a test.
 FAST = RetryPolicy(quota_first=0.3, quota_max=1.0, transient_first=0.1, transient_max=0.2)
@@ -46,7 +48,7 @@ def queue_on(
 ) -> Iterator[Scheduler]:
     """A started scheduler running on the Space at ``space_url`` through a real ``Studio``."""
     client = SpaceClient(space_url, download_dir=output_dir / ".downloads")
-    studio = Studio(client, open_store(output_dir))
+    studio = Studio(client, SQLiteGalleryStore(output_dir))
     store = JobStore.for_gallery(studio.store)
 
     def runner(job, backend):
@@ -54,7 +56,7 @@ def queue_on(
 
     scheduler = Scheduler(
         store,
-        [SpaceBackend(client)],
+        [space_backend(client)],
         runner,
         concurrency=concurrency,
         max_queue=max_queue,

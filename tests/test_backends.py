@@ -31,10 +31,11 @@ from sd35.backends import (
 from sd35.backends.base import DEFAULT_MODEL
 from sd35.backends.inference import retry_after
 from sd35.errors import InvalidRequestError, QuotaExceededError, SpaceUnavailableError
+from sd35.gallery import SQLiteGalleryStore
 from sd35.metadata import parse_a1111, read_metadata, read_texts
 from sd35.params import GenerationRequest
-from sd35.space_client import Started, space_url
-from sd35.studio import open_store, store_result
+from sd35.space_client import SpaceClient, Started, space_url
+from sd35.studio import Studio
 from tests import inference_support
 from tests.inference_support import TOKEN
 from tests.loopback import closed_port
@@ -268,7 +269,7 @@ def test_the_space_backend_names_itself_and_keeps_the_token_home(space, tmp_path
 
 
 def test_each_image_names_its_backend_in_its_metadata(inference, space, tmp_path) -> None:
-    store = open_store(tmp_path / "outputs")
+    studio = Studio(SpaceClient(space.url), SQLiteGalleryStore(tmp_path / "outputs"))
     space_backend, inference_backend = build_backends(
         choose_backends([(f"space:{space.url}", False), (f"endpoint:{inference.url}", False)]),
         token=None,
@@ -276,7 +277,7 @@ def test_each_image_names_its_backend_in_its_metadata(inference, space, tmp_path
     )
     for backend in (space_backend, inference_backend):
         result = list(backend.generate(REQUEST))[-1]
-        stored = store_result(store, result, space=space.url)
+        stored = studio.save(result, space=space.url)
         meta = read_metadata(stored.path)
         assert meta is not None and meta.backend == backend.name
         assert parse_a1111(read_texts(stored.path)["parameters"])["Backend"] == backend.name

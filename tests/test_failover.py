@@ -15,10 +15,11 @@ import pytest
 
 from sd35.backends import build_backends, choose_backends, failover
 from sd35.backends.pins import JobPins
+from sd35.gallery import SQLiteGalleryStore
 from sd35.jobs import DONE, WAITING, JobStore, image_finder
 from sd35.metadata import read_metadata
 from sd35.scheduler import RetryPolicy, Scheduler
-from sd35.studio import Studio, open_store
+from sd35.studio import Studio
 from tests import inference_support
 from tests.inference_support import TOKEN
 from tests.queue_support import small, wait_for
@@ -54,15 +55,14 @@ def failover_queue(
     choice = choose_backends(specs, env={}, token_explicit=token_explicit)
     backends = build_backends(choice, token=token, download_dir=output_dir / ".downloads")
     first_space = next(b for b in backends if b.spec.kind == "space")
-    studio = Studio(first_space.client, open_store(output_dir))
-    studio.backends = backends
+    studio = Studio(first_space.client, SQLiteGalleryStore(output_dir), backends=backends)
     store = JobStore.for_gallery(studio.store)
 
     def runner(job, backend):
         return studio.run(job.request, job.owner, backend=backend, job_id=job.id)
 
     scheduler = Scheduler(store, backends, runner, policy=policy, pins=JobPins(store.path))
-    studio.scheduler = scheduler
+    studio.use_queue(scheduler)
     scheduler.studio = studio  # type: ignore[attr-defined]  (for assertions on the gallery)
     scheduler.start(find_image=image_finder(studio.store.index_path))
     try:

@@ -13,6 +13,7 @@ from sd35.errors import InvalidRequestError, QuotaExceededError
 from sd35.gallery import SQLiteGalleryStore
 from sd35.metadata import ImageMetadata, read_metadata
 from sd35.panels.form import FormValues
+from sd35.panels.wording import error_markdown
 from sd35.params import GenerationRequest, SpaceSchema
 from sd35.space_client import Progress, Queued, Result, SpaceClient, SpaceStatus, Started
 from sd35.studio import (
@@ -20,10 +21,8 @@ from sd35.studio import (
     Studio,
     caption,
     details_markdown,
-    error_line,
     metadata_for,
     progress_line,
-    request_from_form,
     status_line,
     thumbnail_for,
 )
@@ -48,29 +47,33 @@ def test_progress_lines() -> None:
     assert "Step 10 of 20" in halfway and "██████████░░░░░░░░░░" in halfway
 
 
-def test_error_line_names_the_kind() -> None:
-    line = error_line(QuotaExceededError("You have exceeded your GPU quota", has_token=True))
-    assert line.startswith("⚠️ **GPU quota exceeded**: You have exceeded your GPU quota.")
+def test_error_markdown_names_the_kind() -> None:
+    line = error_markdown(QuotaExceededError("You have exceeded your GPU quota", has_token=True))
+    assert line.startswith("⚠️ **GPU quota exceeded** — You have exceeded your GPU quota.")
 
 
-def test_request_from_form_takes_slider_floats_and_validates() -> None:
-    schema = SpaceSchema()
-    request = request_from_form("a cat", "", 512.0, 768.0, 4.5, 28.0, None, True, schema)
+def form_request(*values: object, schema: SpaceSchema | None = None) -> GenerationRequest:
+    """What the page does with the form's raw values (``FormValues.request``)."""
+    return FormValues.of(*values).request(schema or SpaceSchema())
+
+
+def test_form_values_take_slider_floats_and_validate() -> None:
+    request = form_request("a cat", "", 512.0, 768.0, 4.5, 28.0, None, True)
     assert (request.width, request.height, request.num_inference_steps) == (512, 768, 28)
     assert request.seed == 0 and isinstance(request.width, int)
     with pytest.raises(InvalidRequestError, match="width = 700"):
-        request_from_form("a cat", "", 700.0, 768.0, 4.5, 28.0, 1, True, schema)
+        form_request("a cat", "", 700.0, 768.0, 4.5, 28.0, 1, True)
     with pytest.raises(InvalidRequestError, match="whole number"):
-        request_from_form("a cat", "", 512.5, 768.0, 4.5, 28.0, 1, True, schema)
+        form_request("a cat", "", 512.5, 768.0, 4.5, 28.0, 1, True)
     with pytest.raises(InvalidRequestError, match="enter a prompt"):
-        request_from_form("  ", "", 512.0, 768.0, 4.5, 28.0, 1, True, schema)
+        form_request("  ", "", 512.0, 768.0, 4.5, 28.0, 1, True)
 
 
 def test_stored_settings_go_back_into_the_form() -> None:
     meta = ImageMetadata(prompt="p", negative_prompt="n", seed=9, width=640, height=960)
     values = list(astuple(FormValues.from_meta(meta)))
     assert values == ["p", "n", 640, 960, 4.5, 40, 9, False]  # randomize off: same image again
-    request = request_from_form(*values, SpaceSchema())
+    request = form_request(*values)
     assert request == meta.to_request()
     details = details_markdown(meta)
     for part in ("p", "n", "Seed 9", "640×960", "40 steps", "CFG 4.5", meta.model, meta.space):

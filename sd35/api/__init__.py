@@ -1,7 +1,7 @@
 """The studio's APIs for other tools, served beside the page on the same port.
 
 One app, not three: every route validates with ``sd35.params`` against the Space's schema,
-generates through ``Studio.run`` (the same Space client and error hierarchy as the page) and
+generates through ``Studio.generate`` (the same Space client and error hierarchy as the page) and
 leaves its images in the gallery with their metadata, owned by whoever authenticated (the Basic
 user name, ``"api"`` for the Bearer key, or nobody on an open loopback server, so that the local
 page lists them). Errors come in each API's own shape.
@@ -10,8 +10,8 @@ The package, one concern a module:
 
 * ``errors``: ``ApiError`` (status, message, code) and the mapping from sd35's errors.
 * ``auth``: ``Credentials`` (Bearer key, HTTP Basic users) and the 401 answer.
-* ``jobs``: the per-studio ``Gate`` bounding generations, ``Job`` progress,
-  ``generate_one``/``generate_many`` through ``Studio.run``.
+* ``jobs``: the ``Gate`` bounding generations (the studio holds it), ``Job`` progress,
+  ``generate_images`` through ``Studio.generate``.
 * ``parsing``: body parsing shared by the HTTP dialects, and the model names.
 * ``compat``: the lenient mapping of the compatibility APIs (OpenAI model aliases and response
   formats, sizes fitted to the Space's, clamped guidance and steps, credential-free echoes).
@@ -40,7 +40,7 @@ from sd35.api.a1111 import a1111_router
 from sd35.api.auth import Credentials
 from sd35.api.backends import backends_router
 from sd35.api.errors import ApiError, api_error
-from sd35.api.jobs import Gate, gate_for
+from sd35.api.jobs import Gate, gate_of
 from sd35.api.mcp import add_mcp_tool
 from sd35.api.openai import openai_router
 from sd35.api.parsing import MODEL_ALIASES, MODEL_ID, MODELS
@@ -107,6 +107,6 @@ __all__ = [
     "api_error",
     "api_routes",
     "build_router",
-    "gate_for",
+    "gate_of",
     "mount_api",
 ]

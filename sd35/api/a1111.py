@@ -19,9 +19,8 @@ from starlette.responses import JSONResponse
 
 from sd35.api import compat
 from sd35.api.errors import ApiError, invalid, not_text_to_image
-from sd35.api.jobs import Job, generate_many
+from sd35.api.jobs import Job, generate_images
 from sd35.api.parsing import (
-    MODEL_ID,
     count_field,
     json_body,
     optional_text,
@@ -31,7 +30,7 @@ from sd35.api.parsing import (
 from sd35.api.service import ApiService, Handler, Handlers, Route, png_b64
 from sd35.gallery import StoredImage
 from sd35.metadata import ImageMetadata, to_a1111
-from sd35.params import GenerationRequest, batch_requests, build_request
+from sd35.params import MODEL_ID, GenerationRequest, build_request
 from sd35.studio import Studio
 
 #: Images per request (batch_size × n_iter); they run one after another.
@@ -221,15 +220,15 @@ class A1111Handlers(Handlers):
         data = await json_body(request)
         asked = a1111_request(data, self.studio)
         generation, notes = asked.generation, compat.adjustment_notes(asked.adjustments)
-        requests = batch_requests(generation, asked.count)
         extra = {"api_adjustments": notes} if notes else None
-        with self.gate.slot(), self.gate.track(Job(owner, asked.count)) as job:
-            results = await generate_many(self.studio, requests, owner, job, extra)
+        job = Job(owner, asked.count, steps=generation.num_inference_steps)
+        with self.gate.slot(), self.gate.track(job):
+            results = await generate_images(self.studio, generation, asked.count, owner, job, extra)
         stored = [saved.image for saved in results]
         seeds = [saved.result.seed for saved in results]
         if job.interrupted and job.preview is not None:
             # What exists of the image that was running: its last preview frame, kept.
-            partial = requests[min(job.job_no, len(requests) - 1)]
+            partial = job.control.request or generation
             kept = await asyncio.to_thread(self._keep_preview, job, partial, owner, notes)
             if kept is not None:
                 stored.append(kept)
@@ -302,14 +301,12 @@ class A1111Handlers(Handlers):
 
     async def interrupt(self, request: Request, owner: str | None) -> dict[str, Any]:
         for job in self.gate.jobs_of(owner):
-            job.interrupted = True
-            job.stop_current()
+            job.control.interrupt()
         return {}
 
     async def skip(self, request: Request, owner: str | None) -> dict[str, Any]:
         for job in self.gate.jobs_of(owner):
-            job.skipped = True
-            job.stop_current()
+            job.control.skip()
         return {}
 
     async def sd_models(self, request: Request, owner: str | None) -> list[dict[str, Any]]:

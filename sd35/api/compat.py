@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sd35.api.errors import invalid
-from sd35.params import NumberRange, SpaceSchema, finite_number, fit_size
+from sd35.params import NumberRange, SpaceSchema, finite_number, fit_size, format_number
 
 #: OpenAI's DALL-E model names: their default ``response_format`` is ``url``.
 DALLE_MODELS = ("dall-e-2", "dall-e-3")
@@ -85,13 +85,8 @@ class Adjustment:
     reason: str
 
     def __str__(self) -> str:
-        return f"{self.field} {_show(self.asked)} -> {_show(self.used)} ({self.reason})"
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
+        asked, used = format_number(self.asked), format_number(self.used)
+        return f"{self.field} {asked} -> {used} ({self.reason})"
 
 
 def _whole(value: Any) -> int | None:
@@ -144,11 +139,11 @@ def clamp_number(
     used: int | float = value
     reason = ""
     if value > bounds.maximum:
-        used, reason = bounds.maximum, f"the Space's maximum is {_show(bounds.maximum)}"
+        used, reason = bounds.maximum, f"the Space's maximum is {format_number(bounds.maximum)}"
     elif not integral and bounds.step > 0 and not bounds.contains(value):
         steps = round((value - bounds.minimum) / bounds.step)
         used = round(bounds.minimum + steps * bounds.step, 6)
-        reason = f"the Space takes steps of {_show(bounds.step)}"
+        reason = f"the Space takes steps of {format_number(bounds.step)}"
     if used == value:
         return int(value) if integral else value
     used = int(used) if integral else float(used)

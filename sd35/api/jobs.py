@@ -1,6 +1,7 @@
-"""Running generations for the APIs: the per-studio ``Gate`` that bounds them, the ``Job``
-that ``/progress`` and ``/interrupt`` watch, and ``generate_one``/``generate_many`` that run
-requests through ``Studio.run`` (so every image lands in the gallery with its metadata).
+"""Running generations for the APIs: the ``Gate`` that bounds them (one per studio, built by
+``server.start`` and held by the studio), the ``Job`` that ``/progress`` and ``/interrupt``
+watch, and ``generate_images``, which runs a batch through ``Studio.generate`` (so every image
+lands in the gallery with its metadata).
 
 At most ``studio.concurrency`` API and MCP generations run at once; one more is refused at
 once with 503 "queue full" rather than left hanging.
@@ -8,12 +9,10 @@ once with 503 "queue full" rather than left hanging.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import threading
 import time
-import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -23,12 +22,12 @@ from sd35.api.errors import ApiError
 from sd35.errors import GenerationFailedError
 from sd35.params import GenerationRequest
 from sd35.space_client import Preview, Progress, Queued, Started
-from sd35.studio import Saved, Studio
+from sd35.studio import BatchControl, Saved, Studio
 
 
 @dataclass
 class Job:
-    """One AUTOMATIC1111 txt2img call while it runs (for /progress and /interrupt)."""
+    """One AUTOMATIC1111 txt2img call while it runs (for /progress, /interrupt and /skip)."""
 
     owner: str | None
     job_count: int
@@ -40,17 +39,40 @@ class Job:
     queued: bool = True
     preview: Path | None = None
     preview_png: tuple[Path, str] | None = None
-    current: asyncio.Future[Any] | None = None
-    interrupted: bool = False
-    skipped: bool = False
+    #: The image of the batch (from 1) the last event was about.
+    seen: int = 0
+    #: Stops the image running now (``/skip``) or the rest (``/interrupt``).
+    control: BatchControl = field(default_factory=BatchControl)
+
+    @property
+    def interrupted(self) -> bool:
+        return self.control.interrupted
+
+    @property
+    def skipped(self) -> bool:
+        return self.control.skipped
 
     def fraction(self) -> float:
         within = self.step / self.steps if self.steps else 0.0
         return min(max((self.job_no + within) / max(1, self.job_count), 0.0), 1.0)
 
-    def stop_current(self) -> None:
-        if self.current is not None and not self.current.done():
-            self.current.cancel()
+    def note(self, index: int, event: Any, request: GenerationRequest) -> None:
+        """Follow image ``index`` (from 1) of the batch through ``event``."""
+        if index != self.seen:
+            self.seen, self.job_no = index, index - 1
+            self.step, self.steps = 0, request.num_inference_steps
+            self.preview, self.queued = None, True
+        if isinstance(event, Queued):
+            self.queued = True
+        elif isinstance(event, Started):
+            self.queued = False
+        elif isinstance(event, Progress):
+            self.queued = False
+            self.step, self.steps = event.step, event.total
+        elif isinstance(event, Preview):
+            self.preview = event.path
+        elif isinstance(event, Saved):
+            self.preview = None  # finished: its frames no longer stand for anything unsaved
 
 
 def _busy(limit: int) -> ApiError:
@@ -103,78 +125,33 @@ class Gate:
             return [job for job in self.jobs if owner is None or job.owner == owner]
 
 
-_gates: weakref.WeakKeyDictionary[Studio, Gate] = weakref.WeakKeyDictionary()
-_gates_lock = threading.Lock()
+def gate_of(studio: Studio) -> Gate:
+    """The gate the HTTP APIs and the MCP tool of ``studio`` share: the one the server built,
+    else one made now and kept by the studio (a studio built without the server)."""
+    if studio.gate is None:
+        studio.gate = Gate(studio.concurrency)
+    return studio.gate
 
 
-def gate_for(studio: Studio) -> Gate:
-    """The gate shared by the HTTP APIs and the MCP tool of one studio."""
-    with _gates_lock:
-        gate = _gates.get(studio)
-        if gate is None:
-            gate = _gates[studio] = Gate(studio.concurrency)
-        return gate
-
-
-async def generate_one(
+async def generate_images(
     studio: Studio,
     request: GenerationRequest,
+    count: int,
     owner: str | None,
     job: Job | None = None,
     extra: dict[str, Any] | None = None,
-) -> Saved:
-    """Run one request through ``Studio.run`` (so it is saved in the gallery), noting progress
-    on ``job``; returns the saved image."""
-    saved: Saved | None = None
-    async for event in studio.run(request, owner, extra=extra):
-        if job is None:
-            pass
-        elif isinstance(event, Queued):
-            job.queued = True
-        elif isinstance(event, Started):
-            job.queued = False
-        elif isinstance(event, Progress):
-            job.queued = False
-            job.step, job.steps = event.step, event.total
-        elif isinstance(event, Preview):
-            job.preview = event.path
-        if isinstance(event, Saved):
-            saved = event
-    if saved is None:
-        raise GenerationFailedError("The generation ended without an image (it was cancelled).")
-    return saved
-
-
-async def generate_many(
-    studio: Studio,
-    requests: Sequence[GenerationRequest],
-    owner: str | None,
-    job: Job | None,
-    extra: dict[str, Any] | None = None,
 ) -> list[Saved]:
-    """Run requests one after another (each image its own Space job). With a ``job``, each
-    image runs as a task that ``/interrupt`` (all) or ``/skip`` (this one) may cancel; the
-    images finished before then are returned."""
+    """Run ``count`` images of ``request`` through ``Studio.generate`` (each its own Space
+    job, saved in the gallery), noting progress on ``job``. With a ``job``, ``/interrupt``
+    (all) or ``/skip`` (the image running) may stop them: the images finished before then are
+    returned. Without one, an image that ends without being saved is an error."""
     results: list[Saved] = []
-    for index, request in enumerate(requests):
-        if job is None:
-            results.append(await generate_one(studio, request, owner, None, extra))
-            continue
-        if job.interrupted:
-            break
-        job.job_no, job.step, job.steps = index, 0, request.num_inference_steps
-        job.preview, job.skipped, job.queued = None, False, True
-        task = asyncio.ensure_future(generate_one(studio, request, owner, job, extra))
-        job.current = task
-        try:
-            results.append(await task)
-            job.preview = None  # finished: its frames no longer stand for anything unsaved
-        except asyncio.CancelledError:
-            # Cancelled by /interrupt or /skip: the remote job was cancelled (Generation ends
-            # it when its iteration is cancelled). Anything else cancelling us propagates.
-            if not (job.interrupted or job.skipped) or not task.cancelled():
-                task.cancel()
-                raise
-        finally:
-            job.current = None
+    control = job.control if job is not None else None
+    async for index, event in studio.generate(request, count, owner, extra=extra, control=control):
+        if job is not None:
+            job.note(index, event, request)
+        if isinstance(event, Saved):
+            results.append(event)
+    if job is None and len(results) < count:
+        raise GenerationFailedError("The generation ended without an image (it was cancelled).")
     return results

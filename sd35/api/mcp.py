@@ -9,7 +9,7 @@ import gradio as gr
 
 from sd35.api.auth import Credentials, unauthorized
 from sd35.api.errors import ApiError
-from sd35.api.jobs import gate_for, generate_one
+from sd35.api.jobs import gate_of, generate_images
 from sd35.api.parsing import seed_or_random
 from sd35.errors import SD35Error
 from sd35.page_files import PageFiles
@@ -41,7 +41,7 @@ def add_mcp_tool(
     """
     files = files or PageFiles()
     credentials = Credentials(api_key or None, tuple(api_auth or ()))
-    gate = gate_for(studio)
+    gate = gate_of(studio)
     ratios = list(aspect_ratio_presets(studio.schema()))
 
     async def generate_image(
@@ -78,7 +78,7 @@ def add_mcp_tool(
                 schema=studio.schema(),
             )
             with gate.slot():
-                saved = await generate_one(studio, generation, owner)
+                (saved,) = await generate_images(studio, generation, 1, owner)
         except ApiError as error:
             raise gr.Error(error.message, title=error.title, print_exception=False) from None
         except SD35Error as error:

@@ -14,7 +14,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 
 from sd35.api import compat
 from sd35.api.errors import ApiError, invalid, not_text_to_image
-from sd35.api.jobs import generate_many
+from sd35.api.jobs import generate_images
 from sd35.api.parsing import (
     MODEL_ID,
     MODELS,
@@ -25,7 +25,7 @@ from sd35.api.parsing import (
     seed_or_random,
 )
 from sd35.api.service import ApiService, Handlers, Route, png_b64
-from sd35.params import GenerationRequest, batch_requests, build_request
+from sd35.params import GenerationRequest, build_request
 from sd35.studio import Studio
 
 #: Images per request (OpenAI's own limit for dall-e-2 and the GPT image models); they run one
@@ -126,12 +126,8 @@ class OpenAIHandlers(Handlers):
         generation = asked.generation
         extra = {"api_adjustments": compat.adjustment_notes(asked.adjustments)}
         with self.gate.slot():
-            results = await generate_many(
-                self.studio,
-                batch_requests(generation, asked.n),
-                owner,
-                None,
-                extra if asked.adjustments else None,
+            results = await generate_images(
+                self.studio, generation, asked.n, owner, None, extra if asked.adjustments else None
             )
         items = []
         for saved in results:

@@ -11,11 +11,9 @@ from starlette.requests import Request
 
 from sd35.api import compat
 from sd35.api.errors import ApiError, invalid
-from sd35.studio import MODEL_NAME
+from sd35.params import MODEL_ALIASES, MODEL_ID
 
-MODEL_ID = MODEL_NAME
-#: Our own names; the seed's provider id is spelled with dashes too (as g4f does).
-MODEL_ALIASES = ("sd-3.5", "sd-3.5-large", "stabilityai-stable-diffusion-3-5-large")
+#: The model names this server answers to: ours and its aliases (``sd35.params``).
 MODELS = (MODEL_ID, *MODEL_ALIASES)
 #: A request body larger than this is refused (a prompt is at most a few KiB).
 MAX_BODY_BYTES = 1024 * 1024

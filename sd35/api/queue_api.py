@@ -25,7 +25,7 @@ from sd35.api.errors import ApiError, invalid
 from sd35.api.parsing import json_body
 from sd35.api.service import ApiService, Handlers, Route
 from sd35.jobs import STATES, Job, QueueLimitError
-from sd35.params import INPUT_ORDER, GenerationRequest, batch_requests
+from sd35.params import INPUT_ORDER, GenerationRequest
 
 #: Jobs one POST may add.
 MAX_COUNT = 16
@@ -51,8 +51,8 @@ def iso(epoch: float | None) -> str | None:
     return datetime.fromtimestamp(epoch).astimezone().isoformat(timespec="seconds")
 
 
-def job_requests(data: dict[str, Any], schema: Any) -> list[GenerationRequest]:
-    """The validated requests a POST body asks for (``count`` of them); 400 otherwise."""
+def job_request(data: dict[str, Any], schema: Any) -> tuple[GenerationRequest, int]:
+    """The validated request a POST body asks for and how many images of it; 400 otherwise."""
     unknown = sorted(set(data) - _FIELDS)
     if unknown:
         allowed = ", ".join(sorted(_FIELDS))
@@ -67,8 +67,11 @@ def job_requests(data: dict[str, Any], schema: Any) -> list[GenerationRequest]:
     values.setdefault("num_inference_steps", int(schema.num_inference_steps.default))
     # A seed given without randomize_seed means that seed.
     values.setdefault("randomize_seed", "seed" not in values)
-    request = GenerationRequest(**values).validate(schema)
-    return batch_requests(request, count)
+    return GenerationRequest(**values).validate(schema), count
+
+
+def _queue_stopped() -> ApiError:
+    return ApiError(503, "The queue is not running.", code="queue_stopped")
 
 
 class QueueHandlers(Handlers):
@@ -77,7 +80,7 @@ class QueueHandlers(Handlers):
     @property
     def scheduler(self) -> Any:
         if self.studio.scheduler is None:
-            raise ApiError(503, "The queue is not running.", code="queue_stopped")
+            raise _queue_stopped()
         return self.studio.scheduler
 
     def describe(self, request: Request, job: Job) -> dict[str, Any]:
@@ -119,12 +122,15 @@ class QueueHandlers(Handlers):
     async def add_jobs(self, request: Request, owner: str | None) -> JSONResponse:
         _same_site(request)
         data = await json_body(request)
-        requests = job_requests(data, self.studio.schema())
+        generation, count = job_request(data, self.studio.schema())
+        if self.studio.scheduler is None:
+            raise _queue_stopped()
         try:
             jobs = await asyncio.to_thread(
-                self.scheduler.submit,
-                requests,
-                owner=owner,
+                self.studio.submit,
+                generation,
+                count,
+                owner,
                 source="api",
                 backend=data.get("backend") or None,
             )

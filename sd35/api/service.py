@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 
 from sd35.api.auth import Credentials, unauthorized
 from sd35.api.errors import ApiError, api_error, internal
-from sd35.api.jobs import gate_for
+from sd35.api.jobs import gate_of
 from sd35.api.links import ImageLinks
 from sd35.errors import SD35Error
 from sd35.studio import Studio
@@ -49,7 +49,7 @@ class ApiService:
     def __init__(self, studio: Studio, credentials: Credentials) -> None:
         self.studio = studio
         self.credentials = credentials
-        self.gate = gate_for(studio)
+        self.gate = gate_of(studio)
         #: Expiring, credential-free links to saved PNGs (OpenAI's ``url``, the job API).
         self.links = ImageLinks()
 

@@ -20,7 +20,8 @@ from sd35.backends.base import Backend, BackendSpec, parse_spec
 from sd35.backends.inference import InferenceBackend
 from sd35.backends.space import SpaceBackend
 from sd35.errors import InvalidRequestError
-from sd35.space_client import DEFAULT_SPACE, space_url
+from sd35.params import DEFAULT_SPACE
+from sd35.space_client import SpaceClient, space_url
 from sd35.tokens import is_hugging_face_url, origin, token_for
 
 
@@ -136,3 +137,15 @@ def build_backends(
                 )
             )
     return backends
+
+
+def space_backend(client: SpaceClient) -> SpaceBackend:
+    """A ``SpaceClient`` the caller built, as a backend named ``space:<its Space>``."""
+    return SpaceBackend(BackendSpec("space", client.space), client)
+
+
+def status_client(backends: Sequence[Any], *, proxy: str | None = None) -> SpaceClient:
+    """The ``SpaceClient`` whose status and bounds the studio shows: the first Space backend's,
+    else the official Space's, without a token (building it does no network I/O)."""
+    client = next((b.client for b in backends if isinstance(b, SpaceBackend)), None)
+    return client if client is not None else SpaceClient(DEFAULT_SPACE, token="", proxy=proxy)

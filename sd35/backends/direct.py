@@ -21,10 +21,6 @@ from sd35.errors import SD35Error
 from sd35.params import GenerationRequest
 from sd35.space_client import Event
 
-#: Pauses when no scheduler policy is at hand (seconds): quota with no named time, transient.
-QUOTA_PAUSE = 600.0
-TRANSIENT_PAUSE = 15.0
-
 
 def backend_states(studio: Any) -> list[Any]:
     """The per-backend states: the scheduler's when it runs, else the studio's own (made once)."""
@@ -93,9 +89,7 @@ class FailoverGeneration:
     def _failed(self, state: Any, error: SD35Error) -> None:
         """Pause ``state`` for ``error``, or re-raise it when it concerns this request alone."""
         now = self._owner._clock()
-        pause = failover.pause_for(
-            error, now, quota_delay=QUOTA_PAUSE, transient_delay=TRANSIENT_PAUSE
-        )
+        pause = failover.pause_for(error, now)  # the first wait of ``failover.RetryPolicy``
         if pause is None:
             raise error
         state.pause(pause.until, pause.reason)

@@ -42,12 +42,44 @@ READY, WAITING, NO_CREDITS, UNREACHABLE, UNUSABLE = (
     "unusable",
 )
 
+#: Failures that retrying cannot fix: the queue fails the job at once.
+PERMANENT_ERRORS: tuple[type[SD35Error], ...] = (
+    InvalidRequestError,
+    EndpointMissingError,
+    SpacePausedError,
+)
+#: Transient failures that concern the whole backend (it pauses), not just one job.
+BACKEND_ERRORS: tuple[type[SD35Error], ...] = (SpaceUnavailableError, QueueFullError)
+
 #: Failures that say the backend cannot serve anything until its configuration changes.
 CONFIG_ERRORS: tuple[type[SD35Error], ...] = (
     BackendAuthError,
     EndpointMissingError,
     SpacePausedError,
 )
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How long to wait before trying again (seconds): the one backoff of the queue, the
+    direct failover and the CLI's ``--wait-quota``. Tests shorten these."""
+
+    quota_first: float = 600.0
+    quota_max: float = 7200.0
+    transient_first: float = 15.0
+    transient_max: float = 300.0
+    transient_attempts: int = 4
+
+    def quota_delay(self, streak: int) -> float:
+        """The wait after the ``streak``-th quota refusal in a row (no time named)."""
+        return _doubling(self.quota_first, streak, self.quota_max)
+
+    def transient_delay(self, failures: int) -> float:
+        return _doubling(self.transient_first, failures, self.transient_max)
+
+
+def _doubling(first: float, tries: int, most: float) -> float:
+    return min(first * 2 ** max(0, tries - 1), most)
 
 
 @dataclass(frozen=True)
@@ -60,7 +92,11 @@ class Pause:
 
 
 def pause_for(
-    error: SD35Error, now: float, *, quota_delay: float, transient_delay: float
+    error: SD35Error,
+    now: float,
+    *,
+    quota_delay: float = RetryPolicy.quota_first,
+    transient_delay: float = RetryPolicy.transient_first,
 ) -> Pause | None:
     """The pause a failure puts on its backend, or None when it concerns the job alone
     (a bad request, or a failure while generating that another try may not repeat)."""

@@ -14,8 +14,13 @@ import gradio as gr
 from sd35.backends.panel import add_backend_panel
 from sd35.metadata import ImageMetadata
 from sd35.panels import wording
-from sd35.params import MAX_PROMPT_CHARS, GenerationRequest, SpaceSchema, aspect_ratio_presets
-from sd35.studio import request_from_form
+from sd35.params import (
+    MAX_PROMPT_CHARS,
+    GenerationRequest,
+    SpaceSchema,
+    aspect_ratio_presets,
+    request_from_values,
+)
 
 MAX_BATCH = 8
 EXAMPLES = [
@@ -67,7 +72,7 @@ class FormValues:
 
     def request(self, schema: SpaceSchema) -> GenerationRequest:
         """The validated request (raises ``InvalidRequestError`` naming the field)."""
-        return request_from_form(*self.as_list(), schema)
+        return request_from_values(self.as_dict(), schema)
 
 
 @dataclass

@@ -17,7 +17,7 @@ from sd35.errors import InvalidRequestError, SD35Error
 from sd35.panels import wording
 from sd35.panels.common import image_value, user_of
 from sd35.panels.form import MAX_BATCH, FormValues
-from sd35.params import batch_requests, count_value
+from sd35.params import count_value
 from sd35.queue_panel import generation_events, stop_running
 from sd35.space_client import Preview, Progress, Result
 from sd35.studio import Saved, progress_line, result_line
@@ -97,16 +97,15 @@ async def run(
     try:
         base = values.request(schema_for(studio, backend))
         count = count_value("batch_count", 1 if batch is None else batch, MAX_BATCH)
-        jobs = batch_requests(base, count)
         yield view.show()  # clears the last run's messages at once
         pinned = pinned_backend(studio, backend)
-        async for index, event in generation_events(studio, jobs, request, pinned):
+        async for index, event in generation_events(studio, base, count, request, pinned):
             if isinstance(event, str):  # a queue line: position, or waiting for the quota
                 yield view.show(status=event)
             elif isinstance(event, Saved):
                 # The queue may run a batch's images side by side: count them, not the index.
                 ids = [*view.ids, event.image.id]
-                done = "✅ Done" if len(ids) == len(jobs) else f"✅ {len(ids)} of {len(jobs)} done"
+                done = "✅ Done" if len(ids) == count else f"✅ {len(ids)} of {count} done"
                 yield view.show(
                     image=image_value(studio, event.image.path),
                     status=done,
@@ -120,7 +119,7 @@ async def run(
             elif isinstance(event, Preview):
                 yield view.show(image=image_value(studio, event.path))
             elif view.due(event):
-                line = progress_line(event, image_index=index, batch=len(jobs))
+                line = progress_line(event, image_index=index, batch=count)
                 yield view.show(status=line)
     except InvalidRequestError as error:
         prompt_error, settings_error = wording.field_error(error)

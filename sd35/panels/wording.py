@@ -14,7 +14,7 @@ from fractions import Fraction
 from sd35.errors import InvalidRequestError, QuotaExceededError, SD35Error
 from sd35.params import Size, parse_ratio
 from sd35.space_client import SpaceStatus
-from sd35.studio import status_line as _status_line
+from sd35.studio import status_line
 
 #: The aspect-ratio radio's choice when width and height match no preset.
 CUSTOM_RATIO = "Custom"
@@ -25,7 +25,6 @@ TOKEN_URL = "https://huggingface.co/settings/tokens"
 _SIGNUP_PHRASES = ("Create a free account", "Sign-up on Hugging Face")
 #: The advice ``QuotaExceededError`` gives when no token is set.
 _TOKEN_ADVICE = "Set a Hugging Face token (HF_TOKEN)"
-DEMO_HINT = "No network or no GPU quota? Start with `python3 app.py --demo` to try the page."
 
 #: Form fields in the order the form hands them over, with the words used for them.
 FIELD_LABELS = {
@@ -44,10 +43,7 @@ PROMPT_FIELDS = frozenset({"prompt", "negative_prompt"})
 
 def space_status_line(status: SpaceStatus | None, *, space: str, demo: bool) -> str:
     """The status line at the top of the page; an unreachable Space suggests ``--demo``."""
-    line = _status_line(status, space=space, demo=demo)
-    if status is not None and not status.reachable and not demo:
-        line += f" — {DEMO_HINT}"
-    return line
+    return status_line(status, space=space, demo=demo)  # the hint: sd35.studio
 
 
 def startup_line(status: SpaceStatus, *, space: str) -> str | None:
