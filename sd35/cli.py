@@ -26,6 +26,7 @@ from sd35.options import OneLineParser, finite_number, whole_number
 from sd35.params import aspect_ratio_presets, build_request
 from sd35.safekeeping import ImageNotSavedError
 from sd35.space_client import Preview, Progress, Queued, Started
+from sd35.studio import place_in_queue
 from sd35.tokens import environment_token, read_token_file
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_REMOTE, EXIT_QUOTA, EXIT_INTERRUPTED = 0, 2, 3, 4, 130
@@ -86,9 +87,7 @@ class ProgressLine:
 
     def event(self, event: object) -> None:
         if isinstance(event, Queued):
-            position = "" if event.position is None else f" at position {event.position + 1}"
-            eta = f", about {event.eta:.0f} s" if event.eta and event.eta >= 1 else ""
-            self._update(f"queued{position}{eta}", phase=True)
+            self._update(f"queued{place_in_queue(event, with_size=False)}", phase=True)
         elif isinstance(event, Started):
             self._update("generating…", phase=True)
         elif isinstance(event, Progress):

@@ -44,7 +44,6 @@ QUEUED, RUNNING, WAITING, DONE, FAILED, CANCELLED = (
 STATES = (QUEUED, RUNNING, WAITING, DONE, FAILED, CANCELLED)
 PENDING = (QUEUED, WAITING)
 FINISHED = (DONE, FAILED, CANCELLED)
-SOURCES = ("page", "api", "cli")
 #: Finished job rows are kept this long (seconds), then pruned; their images stay.
 KEEP_FINISHED = 30 * 24 * 3600
 #: The metadata key (under ``extra``) that ties a saved PNG to the job that made it.
@@ -84,9 +83,15 @@ _RUNNABLE = f"(state = '{QUEUED}' OR (state = '{WAITING}' AND retry_at <= ?))"
 
 
 class QueueLimitError(SD35Error):
-    """The user already has ``max_queue`` jobs waiting; nothing was stored."""
+    """A queue is full (the user's ``max_queue`` waiting jobs, or the API's generations at
+    once); nothing was stored. ``queue_full`` words it."""
 
     title = "Queue full"
+
+
+def queue_full(what: str, advice: str) -> QueueLimitError:
+    """The one "queue full" message: what is full, then what to do."""
+    return QueueLimitError(f"{QueueLimitError.title}: {what}. {advice}")
 
 
 @dataclass(frozen=True)
@@ -209,9 +214,9 @@ class JobStore:
                     (owner, *PENDING),
                 ).fetchone()[0]
                 if pending + len(requests) > max_queue:
-                    raise QueueLimitError(
-                        f"Queue full: you have {pending} job(s) waiting and the limit is "
-                        f"{max_queue}. Wait for some to finish, or cancel some."
+                    raise queue_full(
+                        f"you have {pending} job(s) waiting and the limit is {max_queue}",
+                        "Wait for some to finish, or cancel some.",
                     )
             seq = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM jobs").fetchone()[0]
             for request in requests:
@@ -490,7 +495,7 @@ def image_finder(gallery_index: Path | str) -> Callable[[str], str | None]:
         conn = sqlite3.connect(gallery_index)
         try:
             row = conn.execute(
-                "SELECT id FROM images WHERE json_extract(meta, '$.extra.job') = ? LIMIT 1",
+                f"SELECT id FROM images WHERE json_extract(meta, '$.extra.{JOB_KEY}') = ? LIMIT 1",
                 (job_id,),
             ).fetchone()
         except sqlite3.DatabaseError:

@@ -25,7 +25,6 @@ from sd35.metadata import (
     RAW_NEGATIVE,
     RAW_PROMPT,
     ImageMetadata,
-    NotAnImageError,
     a1111_pairs,
     metadata_from_a1111,
     metadata_from_fooocus_json,
@@ -89,33 +88,6 @@ def info_from_chunks(chunks: dict[str, str]) -> PngInfo:
                 note=" ".join(n for n in (found.note, _validity_note(found.metadata)) if n),
             )
     return PngInfo(chunks=dict(chunks), note=UNKNOWN)
-
-
-def panel(path: str | Path | None) -> tuple[str, ImageMetadata | None]:
-    """Text for the PNG Info panel and the metadata for "Send to form"; never raises."""
-    if not path:
-        return "", None
-    try:
-        info = read_png_info(path)
-    except NotAnImageError:
-        return "This file is not an image that can be read.", None
-    except OSError as error:
-        return f"This file could not be read ({error.strerror or error}).", None
-    return format_info(info), info.metadata
-
-
-def format_info(info: PngInfo) -> str:
-    """Plain text: who wrote it, the note, the fields, then every chunk as stored."""
-    parts = []
-    if info.source:
-        parts.append(f"Written by: {info.source}")
-    if info.note:
-        parts.append(info.note)
-    if info.fields:
-        parts.append("\n".join(f"{key}: {value}" for key, value in info.fields))
-    for key, value in info.chunks.items():
-        parts.append(f"--- {key} ---\n{value}")
-    return "\n\n".join(parts)
 
 
 # --- readers --------------------------------------------------------------------------------------

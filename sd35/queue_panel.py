@@ -158,16 +158,6 @@ def queue_line(scheduler: Scheduler, job: Job, batch: int) -> str:
     return f"⏳ {count}{where} in your queue{paused}"
 
 
-def stop_handler(studio: Any) -> Any:
-    """The page's Stop, after it cancelled the stream: cancel the user's running jobs."""
-
-    def stop(request: gr.Request) -> str:
-        stop_running(studio.scheduler, _user(request))
-        return "⏹ Stopped. The remote job was cancelled; the rest of the queue goes on."
-
-    return stop
-
-
 def stop_running(scheduler: Scheduler | None, user: str | None) -> int:
     """The page's Stop: cancel the user's running jobs (their remote jobs too)."""
     if scheduler is None:

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from sd35.backends.direct import failover_backend
 from sd35.errors import SD35Error
 from sd35.gallery import Page, Reservation, SQLiteGalleryStore, StoredImage
+from sd35.jobs import JOB_KEY
 from sd35.metadata import ImageMetadata
 from sd35.page_files import PageFiles
 from sd35.params import MODEL_ID, GenerationRequest, SpaceSchema, batch_requests
@@ -87,7 +88,7 @@ def metadata_for(
     store adds the owner; ``extra``, e.g. the APIs' adjustments, and the queue's ``job_id`` are
     kept beside). A backend's result names its backend, model and Space (provenance)."""
     if job_id is not None:
-        extra = {**(extra or {}), "job": job_id}
+        extra = {**(extra or {}), JOB_KEY: job_id}
     return ImageMetadata.from_request(
         result.request,
         result.seed,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import struct
+import tempfile
 import zlib
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,8 @@ import pytest
 from PIL import Image, PngImagePlugin
 
 from sd35.metadata import ImageMetadata, NotAnImageError, png_info, read_metadata, to_a1111
-from sd35.pnginfo import NO_METADATA, UNKNOWN, format_info, panel, read_png_info
+from sd35.panels.pnginfo import show_png
+from sd35.pnginfo import NO_METADATA, UNKNOWN, read_png_info
 
 
 def pillow_png(texts: dict[str, str]) -> bytes:
@@ -418,8 +420,8 @@ def test_our_file_round_trips_exactly(tmp_path: Path) -> None:
     assert info.source == "sd35" and info.metadata == meta and info.note == ""
     assert info.chunks["parameters"] == to_a1111(meta)
     assert info.chunks["fooocus_scheme"] == "a1111"
-    text, sent = panel(str(path))
-    assert sent == meta and "Seed: 5" in text and "--- parameters ---" in text
+    _, _, fields, raw, sent = show_png(None, str(path))  # what the PNG Info tab shows
+    assert sent == meta and "**Seed:** 5" in fields and "--- parameters ---" in raw
 
 
 def test_our_a1111_text_alone_is_still_ours_and_exact() -> None:
@@ -433,18 +435,23 @@ def test_png_without_metadata_says_so() -> None:
     info = read_png_info(pillow_png({}))
     assert (info.source, info.metadata, info.chunks, info.fields) == ("", None, {}, [])
     assert info.note == NO_METADATA
-    assert panel_text(pillow_png({})) == NO_METADATA
+    assert shown(pillow_png({}))[1] == NO_METADATA
 
 
-def panel_text(data: bytes) -> str:
-    return format_info(read_png_info(data))
+def shown(data: bytes) -> tuple[Any, ...]:
+    """What the PNG Info tab shows for a dropped file with ``data``: preview, summary,
+    fields, raw chunks, metadata (``sd35.panels.pnginfo.show_png``)."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "dropped.png"
+        path.write_bytes(data)
+        return show_png(None, str(path))
 
 
 def test_unknown_chunks_are_shown_raw() -> None:
     info = read_png_info(pillow_png({"Software": "GIMP 2.10", "Comment": "holiday, 2026"}))
     assert info.source == "" and info.metadata is None and info.note == UNKNOWN
-    text = format_info(info)
-    assert "--- Software ---\nGIMP 2.10" in text and "holiday, 2026" in text
+    raw = shown(pillow_png({"Software": "GIMP 2.10", "Comment": "holiday, 2026"}))[3]
+    assert "--- Software ---\nGIMP 2.10" in raw and "holiday, 2026" in raw
 
 
 @pytest.mark.parametrize(
@@ -465,7 +472,7 @@ def test_unknown_chunks_are_shown_raw() -> None:
 def test_broken_metadata_never_raises_and_is_shown_raw(texts: dict[str, str]) -> None:
     info = read_png_info(pillow_png(texts))
     assert info.chunks == texts
-    assert all(f"--- {key} ---" in format_info(info) for key in texts)
+    assert all(f"--- {key} ---" in shown(pillow_png(texts))[3] for key in texts)
 
 
 def test_not_an_image(tmp_path: Path) -> None:
@@ -475,10 +482,11 @@ def test_not_an_image(tmp_path: Path) -> None:
     path.write_text("not a png")
     with pytest.raises(NotAnImageError):
         read_png_info(path)
-    assert panel(str(path)) == ("This file is not an image that can be read.", None)
-    assert panel(None) == ("", None)
-    text, meta = panel(str(tmp_path / "gone.png"))
-    assert meta is None and "could not be read" in text
+    refused = show_png(None, str(path))
+    assert refused[1] == "⚠️ This file is not an image that can be read." and refused[4] is None
+    assert show_png(None, None) == (None, "", "", "", None)
+    gone = show_png(None, str(tmp_path / "gone.png"))
+    assert gone[4] is None and "can be read" in gone[1]
 
 
 def test_truncated_png_keeps_what_it_has(tmp_path: Path) -> None:

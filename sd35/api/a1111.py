@@ -27,11 +27,19 @@ from sd35.api.parsing import (
     resolve_model,
     seed_or_random,
 )
-from sd35.api.service import ApiService, Handler, Handlers, Route, png_b64
+from sd35.api.service import (
+    ApiService,
+    Handler,
+    Handlers,
+    Route,
+    error_response,
+    png_b64,
+    route,
+)
 from sd35.gallery import StoredImage
 from sd35.metadata import ImageMetadata, to_a1111
 from sd35.params import MODEL_ID, GenerationRequest, build_request
-from sd35.studio import Studio
+from sd35.studio import WAITING_IN_SPACE_QUEUE, Studio
 
 #: Images per request (batch_size × n_iter); they run one after another.
 MAX_A1111_IMAGES = 16
@@ -57,7 +65,7 @@ UNSUPPORTED_A1111 = (
 def a1111_error(error: ApiError) -> JSONResponse:
     """AUTOMATIC1111's own error body (its api_middleware): error, detail, body, errors."""
     body = {"error": error.title, "detail": error.message, "body": "", "errors": error.message}
-    return JSONResponse(body, status_code=error.status, headers=error.headers)
+    return error_response(error, body)
 
 
 def _default(value: Any, default: Any) -> Any:
@@ -97,17 +105,16 @@ def a1111_request(data: dict[str, Any], studio: Studio) -> A1111Request:
         notes,
         field="width x height",
     )
+    guidance, steps = compat.clamp_settings(
+        data, schema, notes, guidance="cfg_scale", steps="steps"
+    )
     request = build_request(
         prompt,
         negative_prompt=optional_text(data, "negative_prompt"),
         width=width,
         height=height,
-        guidance_scale=compat.clamp_number(
-            "cfg_scale", data.get("cfg_scale"), schema.guidance_scale, notes, integral=False
-        ),
-        num_inference_steps=compat.clamp_number(
-            "steps", data.get("steps"), schema.num_inference_steps, notes, integral=True
-        ),
+        guidance_scale=guidance,
+        num_inference_steps=steps,
         seed=seed,
         randomize_seed=seed is None,
         schema=schema,
@@ -216,6 +223,7 @@ def _info(
 class A1111Handlers(Handlers):
     """The AUTOMATIC1111 route handlers."""
 
+    @route("POST", "/sdapi/v1/txt2img")
     async def txt2img(self, request: Request, owner: str | None) -> dict[str, Any]:
         data = await json_body(request)
         asked = a1111_request(data, self.studio)
@@ -276,6 +284,7 @@ class A1111Handlers(Handlers):
             return None
         return self.studio.store.save(image, meta, user=owner)
 
+    @route("GET", "/sdapi/v1/progress")
     async def progress(self, request: Request, owner: str | None) -> dict[str, Any]:
         jobs = self.gate.jobs_of(owner)
         job = jobs[-1] if jobs else None
@@ -293,22 +302,25 @@ class A1111Handlers(Handlers):
                 cached = job.preview_png = (path, await asyncio.to_thread(_preview_b64, path))
             current = cached[1]
         text = (
-            "Waiting in the Space's queue"
+            WAITING_IN_SPACE_QUEUE
             if job.queued
             else f"Image {job.job_no + 1} of {job.job_count}: step {job.step} of {job.steps}"
         )
         return _progress_body(fraction, eta, _state(job), current, text)
 
+    @route("POST", "/sdapi/v1/interrupt")
     async def interrupt(self, request: Request, owner: str | None) -> dict[str, Any]:
         for job in self.gate.jobs_of(owner):
             job.control.interrupt()
         return {}
 
+    @route("POST", "/sdapi/v1/skip")
     async def skip(self, request: Request, owner: str | None) -> dict[str, Any]:
         for job in self.gate.jobs_of(owner):
             job.control.skip()
         return {}
 
+    @route("GET", "/sdapi/v1/sd-models")
     async def sd_models(self, request: Request, owner: str | None) -> list[dict[str, Any]]:
         return [
             {
@@ -321,6 +333,7 @@ class A1111Handlers(Handlers):
             }
         ]
 
+    @route("GET", "/sdapi/v1/options")
     async def get_options(self, request: Request, owner: str | None) -> dict[str, Any]:
         return {
             "sd_model_checkpoint": MODEL_ID,
@@ -331,6 +344,7 @@ class A1111Handlers(Handlers):
             "eta_noise_seed_delta": 0,
         }
 
+    @route("POST", "/sdapi/v1/options")
     async def set_options(self, request: Request, owner: str | None) -> dict[str, Any]:
         data = await json_body(request)
         if "sd_model_checkpoint" in data:
@@ -373,15 +387,8 @@ A1111_CONSTANTS: dict[str, Any] = {
 
 def a1111_router(service: ApiService) -> APIRouter:
     """The AUTOMATIC1111 routes, errors in A1111's shape."""
-    handlers = A1111Handlers(service)
     routes = [
-        Route("POST", "/sdapi/v1/txt2img", handlers.txt2img),
-        Route("GET", "/sdapi/v1/progress", handlers.progress),
-        Route("POST", "/sdapi/v1/interrupt", handlers.interrupt),
-        Route("POST", "/sdapi/v1/skip", handlers.skip),
-        Route("GET", "/sdapi/v1/sd-models", handlers.sd_models),
-        Route("GET", "/sdapi/v1/options", handlers.get_options),
-        Route("POST", "/sdapi/v1/options", handlers.set_options),
+        *A1111Handlers(service).routes(),
         Route("POST", "/sdapi/v1/refresh-checkpoints", _constant(None)),
         *(
             Route("GET", f"/sdapi/v1/{name}", _constant(value))

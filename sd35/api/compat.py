@@ -127,6 +127,17 @@ def fit_dimensions(
     return size.width, size.height
 
 
+def clamp_settings(
+    data: dict[str, Any], schema: SpaceSchema, notes: list[Adjustment], *, guidance: str, steps: str
+) -> tuple[Any, Any]:
+    """The guidance and steps of ``data`` (under the dialect's own names), each clamped onto
+    what the Space accepts (``clamp_number``)."""
+    return (
+        clamp_number(guidance, data.get(guidance), schema.guidance_scale, notes, integral=False),
+        clamp_number(steps, data.get(steps), schema.num_inference_steps, notes, integral=True),
+    )
+
+
 def clamp_number(
     name: str, value: Any, bounds: NumberRange, notes: list[Adjustment], *, integral: bool
 ) -> Any:

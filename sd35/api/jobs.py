@@ -20,6 +20,7 @@ from typing import Any
 
 from sd35.api.errors import ApiError
 from sd35.errors import GenerationFailedError
+from sd35.jobs import queue_full
 from sd35.params import GenerationRequest
 from sd35.space_client import Preview, Progress, Queued, Started
 from sd35.studio import BatchControl, Saved, Studio
@@ -76,13 +77,16 @@ class Job:
 
 
 def _busy(limit: int) -> ApiError:
+    full = queue_full(
+        f"this studio already runs {limit} API generation(s), its limit",
+        "Try again when one has finished.",
+    )
     return ApiError(
         503,
-        f"Queue full: this studio already runs {limit} API generation(s), its limit. "
-        "Try again when one has finished.",
+        full.message,
         kind="server_error",
         code="queue_full",
-        title="Queue full",
+        title=full.title,
         headers={"retry-after": "5"},
     )
 

@@ -24,7 +24,7 @@ from sd35.api.parsing import (
     resolve_model,
     seed_or_random,
 )
-from sd35.api.service import ApiService, Handlers, Route, png_b64
+from sd35.api.service import ApiService, Handlers, error_response, png_b64, route
 from sd35.params import GenerationRequest, build_request
 from sd35.studio import Studio
 
@@ -38,15 +38,8 @@ UNSUPPORTED_OPENAI = ("/v1/images/edits", "/v1/images/variations")
 
 def openai_error(error: ApiError) -> JSONResponse:
     """OpenAI's error body: ``{"error": {message, type, code, param}}``."""
-    body = {
-        "error": {
-            "message": error.message,
-            "type": error.kind,
-            "code": error.code,
-            "param": error.param,
-        }
-    }
-    return JSONResponse(body, status_code=error.status, headers=error.headers)
+    fields = {"message": error.message, "type": error.kind, "code": error.code}
+    return error_response(error, {"error": {**fields, "param": error.param}})
 
 
 class OpenAIRequest(NamedTuple):
@@ -85,6 +78,9 @@ def openai_request(data: dict[str, Any], studio: Studio) -> OpenAIRequest:
         width, height = compat.fit_dimensions(
             int(match.group(1)), int(match.group(2)), schema, notes
         )
+    guidance, steps = compat.clamp_settings(
+        data, schema, notes, guidance="guidance_scale", steps="num_inference_steps"
+    )
     seed = seed_or_random(data.get("seed"))
     request = build_request(
         prompt,
@@ -92,20 +88,8 @@ def openai_request(data: dict[str, Any], studio: Studio) -> OpenAIRequest:
         aspect_ratio=optional_text(data, "aspect_ratio") or "1:1",
         width=width,
         height=height,
-        guidance_scale=compat.clamp_number(
-            "guidance_scale",
-            data.get("guidance_scale"),
-            schema.guidance_scale,
-            notes,
-            integral=False,
-        ),
-        num_inference_steps=compat.clamp_number(
-            "num_inference_steps",
-            data.get("num_inference_steps"),
-            schema.num_inference_steps,
-            notes,
-            integral=True,
-        ),
+        guidance_scale=guidance,
+        num_inference_steps=steps,
         seed=seed,
         randomize_seed=seed is None,
         schema=schema,
@@ -120,6 +104,7 @@ def _model_card(model: str) -> dict[str, Any]:
 class OpenAIHandlers(Handlers):
     """The OpenAI route handlers."""
 
+    @route("POST", "/v1/images/generations")
     async def images_generations(self, request: Request, owner: str | None) -> dict[str, Any]:
         data = await json_body(request)
         asked = openai_request(data, self.studio)
@@ -167,9 +152,11 @@ class OpenAIHandlers(Handlers):
             headers={"cache-control": "private, max-age=3600"},
         )
 
+    @route("GET", "/v1/models")
     async def models(self, request: Request, owner: str | None) -> dict[str, Any]:
         return {"object": "list", "data": [_model_card(model) for model in MODELS]}
 
+    @route("GET", "/v1/models/{model}")
     async def model(self, request: Request, owner: str | None) -> dict[str, Any]:
         model = request.path_params["model"]
         try:
@@ -184,6 +171,8 @@ class OpenAIHandlers(Handlers):
             ) from None
         return _model_card(model.strip().lower())
 
+    @route("POST", UNSUPPORTED_OPENAI[0])
+    @route("POST", UNSUPPORTED_OPENAI[1])
     async def unsupported(self, request: Request, owner: str | None) -> dict[str, Any]:
         raise not_text_to_image(request.url.path)
 
@@ -191,13 +180,7 @@ class OpenAIHandlers(Handlers):
 def openai_router(service: ApiService) -> APIRouter:
     """The OpenAI routes, errors in OpenAI's shape."""
     handlers = OpenAIHandlers(service)
-    routes = [
-        Route("POST", "/v1/images/generations", handlers.images_generations),
-        Route("GET", "/v1/models", handlers.models),
-        Route("GET", "/v1/models/{model}", handlers.model),
-        *(Route("POST", path, handlers.unsupported) for path in UNSUPPORTED_OPENAI),
-    ]
-    router = service.router(openai_error, routes)
+    router = service.router(openai_error, handlers.routes())
     # No credentials on this one: like OpenAI's image URLs, the unguessable token is the key,
     # so a tool's server can fetch the image it was given. Named for ``url_for``.
     router.add_api_route(

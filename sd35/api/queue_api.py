@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse
 
 from sd35.api.errors import ApiError, invalid
 from sd35.api.parsing import json_body
-from sd35.api.service import ApiService, Handlers, Route
+from sd35.api.service import ApiService, Handlers, error_response, route
 from sd35.jobs import STATES, Job, QueueLimitError
 from sd35.params import INPUT_ORDER, GenerationRequest
 
@@ -33,15 +33,9 @@ _FIELDS = frozenset({*INPUT_ORDER, "count", "backend"})  # backend: pin (issue 1
 
 
 def queue_error(error: ApiError) -> JSONResponse:
-    body = {
-        "error": {
-            "message": error.message,
-            "code": error.code,
-            "param": error.param,
-            "title": error.title,
-        }
-    }
-    return JSONResponse(body, status_code=error.status, headers=error.headers)
+    """The job API's error body: ``{"error": {message, code, param, title}}``."""
+    fields = {"message": error.message, "code": error.code, "param": error.param}
+    return error_response(error, {"error": {**fields, "title": error.title}})
 
 
 def iso(epoch: float | None) -> str | None:
@@ -119,6 +113,7 @@ class QueueHandlers(Handlers):
             raise ApiError(404, "No such job here.", code="not_found", title="Not found")
         return job
 
+    @route("POST", "/api/v1/jobs")
     async def add_jobs(self, request: Request, owner: str | None) -> JSONResponse:
         _same_site(request)
         data = await json_body(request)
@@ -139,6 +134,7 @@ class QueueHandlers(Handlers):
         body = {"jobs": [self.describe(request, job) for job in jobs]}
         return JSONResponse(body, status_code=202)
 
+    @route("GET", "/api/v1/jobs")
     async def list_jobs(self, request: Request, owner: str | None) -> dict[str, Any]:
         state = request.query_params.get("state")
         if state is not None and state not in STATES:
@@ -154,9 +150,11 @@ class QueueHandlers(Handlers):
         )
         return {"jobs": [self.describe(request, job) for job in jobs]}
 
+    @route("GET", "/api/v1/jobs/{job_id}")
     async def get_job(self, request: Request, owner: str | None) -> dict[str, Any]:
         return self.describe(request, await asyncio.to_thread(self._job, request, owner))
 
+    @route("DELETE", "/api/v1/jobs/{job_id}")
     async def cancel_job(self, request: Request, owner: str | None) -> dict[str, Any]:
         _same_site(request)
         job = await asyncio.to_thread(self._job, request, owner)
@@ -166,11 +164,13 @@ class QueueHandlers(Handlers):
             )
         return self.describe(request, self._job(request, owner))
 
+    @route("POST", "/api/v1/queue/pause")
     async def pause_queue(self, request: Request, owner: str | None) -> dict[str, Any]:
         _same_site(request)
         await asyncio.to_thread(self.scheduler.pause, owner)
         return {"paused": True}
 
+    @route("POST", "/api/v1/queue/resume")
     async def resume_queue(self, request: Request, owner: str | None) -> dict[str, Any]:
         _same_site(request)
         await asyncio.to_thread(self.scheduler.resume, owner)
@@ -189,13 +189,4 @@ def _same_site(request: Request) -> None:
 
 def queue_router(service: ApiService) -> APIRouter:
     """The job API's routes, errors in its own shape."""
-    handlers = QueueHandlers(service)
-    routes = [
-        Route("POST", "/api/v1/jobs", handlers.add_jobs),
-        Route("GET", "/api/v1/jobs", handlers.list_jobs),
-        Route("GET", "/api/v1/jobs/{job_id}", handlers.get_job),
-        Route("DELETE", "/api/v1/jobs/{job_id}", handlers.cancel_job),
-        Route("POST", "/api/v1/queue/pause", handlers.pause_queue),
-        Route("POST", "/api/v1/queue/resume", handlers.resume_queue),
-    ]
-    return service.router(queue_error, routes)
+    return service.router(queue_error, QueueHandlers(service).routes())

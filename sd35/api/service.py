@@ -96,13 +96,37 @@ class ApiService:
         return router
 
 
+def route(method: str, path: str) -> Callable[[Any], Any]:
+    """Mark a ``Handlers`` method as the handler of ``method path`` (repeatable)."""
+
+    def mark(handler: Any) -> Any:
+        handler.__dict__.setdefault("sd35_routes", []).append((method, path))
+        return handler
+
+    return mark
+
+
 class Handlers:
-    """Base of one dialect's route handlers (each a ``Handler``): the service's studio and gate."""
+    """Base of one dialect's route handlers (each a ``Handler``, marked with ``route``): the
+    service's studio, gate and image links."""
 
     def __init__(self, service: ApiService) -> None:
         self.studio = service.studio
         self.gate = service.gate
         self.links = service.links
+
+    def routes(self) -> list[Route]:
+        """The marked routes, in the order the handlers are defined."""
+        return [
+            Route(method, path, getattr(self, name))
+            for name, member in vars(type(self)).items()
+            for method, path in getattr(member, "sd35_routes", ())
+        ]
+
+
+def error_response(error: ApiError, body: dict[str, Any]) -> JSONResponse:
+    """``body`` with the status and headers of ``error``."""
+    return JSONResponse(body, status_code=error.status, headers=error.headers)
 
 
 def png_b64(path: Path) -> str:

@@ -64,10 +64,13 @@ class RetryPolicy:
     """How long to wait before trying again (seconds): the one backoff of the queue, the
     direct failover and the CLI's ``--wait-quota``. Tests shorten these."""
 
+    #: After a quota refusal that names no time: the first wait, doubling up to the longest.
     quota_first: float = 600.0
     quota_max: float = 7200.0
+    #: After a transient failure (unreachable, asleep, connection lost, …): likewise.
     transient_first: float = 15.0
     transient_max: float = 300.0
+    #: Tries before a transient failure fails the job.
     transient_attempts: int = 4
 
     def quota_delay(self, streak: int) -> float:
