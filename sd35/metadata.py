@@ -63,10 +63,8 @@ from typing import Any, BinaryIO
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
 from sd35.errors import SD35Error
-from sd35.params import GenerationRequest
-
-DEFAULT_MODEL = "stabilityai-stable-diffusion-3.5-large"
-DEFAULT_SPACE = "stabilityai/stable-diffusion-3-5-large"
+from sd35.params import DEFAULT_SPACE, GenerationRequest
+from sd35.params import MODEL_ID as DEFAULT_MODEL
 
 #: PNG text chunk keys we write.
 PARAMETERS_KEY = "parameters"

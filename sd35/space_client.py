@@ -65,10 +65,9 @@ from sd35.errors import (
     SpaceUnavailableError,
     redact,
 )
-from sd35.params import GenerationRequest, SpaceSchema
+from sd35.params import DEFAULT_SPACE, GenerationRequest, SpaceSchema
 from sd35.tokens import environment_token, token_for
 
-DEFAULT_SPACE = "stabilityai/stable-diffusion-3-5-large"
 DEFAULT_API_NAME = "/infer"
 DEFAULT_HUB_URL = "https://huggingface.co"
 #: How often the event loop looks at the job's update queue. gradio_client itself polls its

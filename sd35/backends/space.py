@@ -8,11 +8,10 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from sd35.backends.base import Backend, BackendResult, BackendSpec, Capabilities
-from sd35.params import GenerationRequest, SpaceSchema
+from sd35.params import MODEL_ID, GenerationRequest, SpaceSchema
 from sd35.space_client import Event, Generation, Result, SpaceClient, space_url
 
 #: What the official Space's /infer serves.
-SPACE_MODEL = "stabilityai-stable-diffusion-3.5-large"
 
 
 class SpaceBackend(Backend):
@@ -75,7 +74,7 @@ class _SpaceGeneration:
             return BackendResult(
                 **fields,
                 backend=self._backend.name,
-                model=SPACE_MODEL,
+                model=MODEL_ID,
                 space=self._backend.client.space,
             )
         return event
