@@ -51,12 +51,13 @@ def failover_cost(runs: int, section: Section) -> None:
     from sd35.backends import build_backends, choose_backends
     from sd35.backends.direct import FailoverBackend
     from sd35.backends.pins import JobPins
+    from sd35.gallery import SQLiteGalleryStore
     from sd35.inference_standin import InferenceStandin, InferenceStandinConfig
     from sd35.jobs import DONE, JobStore
     from sd35.params import GenerationRequest
     from sd35.scheduler import BackendState, RetryPolicy, Scheduler
     from sd35.space_client import SpaceClient
-    from sd35.studio import Studio, open_store
+    from sd35.studio import Studio
 
     request = GenerationRequest("a benchmark", width=512, height=512, num_inference_steps=4)
     with (
@@ -78,7 +79,8 @@ def failover_cost(runs: int, section: Section) -> None:
             direct.append(gap())
 
         root = Path(folder)
-        studio = Studio(SpaceClient("http://127.0.0.1:9/", token=""), open_store(root / "out"))
+        gallery = SQLiteGalleryStore(root / "out")
+        studio = Studio(SpaceClient("http://127.0.0.1:9/", token=""), gallery)
         store = JobStore.for_gallery(studio.store)
         runner = lambda job, backend: studio.run(job.request, backend=backend, job_id=job.id)  # noqa: E731
         scheduler = Scheduler(
@@ -119,9 +121,11 @@ def inference_to_png(runs: int, section: Section) -> None:
     from huggingface_hub import InferenceClient
 
     from sd35.backends import InferenceBackend, parse_spec
+    from sd35.gallery import SQLiteGalleryStore
     from sd35.inference_standin import InferenceStandin, InferenceStandinConfig
     from sd35.params import GenerationRequest
-    from sd35.studio import open_store, store_result
+    from sd35.space_client import SpaceClient
+    from sd35.studio import Studio
 
     request = GenerationRequest("a lighthouse", seed=7, randomize_seed=False)
     with (
@@ -131,7 +135,7 @@ def inference_to_png(runs: int, section: Section) -> None:
         root = Path(folder)
         bare_client = InferenceClient(model=standin.url)
         backend = InferenceBackend(parse_spec(f"endpoint:{standin.url}"), download_dir=root / "dl")
-        store = open_store(root / "gallery")
+        studio = Studio(SpaceClient(standin.url, token=""), SQLiteGalleryStore(root / "gallery"))
 
         def bare(save: bool) -> None:
             image = bare_client.text_to_image(
@@ -143,7 +147,7 @@ def inference_to_png(runs: int, section: Section) -> None:
 
         def ours() -> None:
             result = _drain(backend, request)
-            store_result(store, result, space="")
+            studio.save(result)
 
         times: dict[str, list[float]] = {"bare": [], "bare+save": [], "ours": []}
         for index in Budget(runs, 120):

@@ -57,23 +57,25 @@ def _request(prompt: str, steps: int = 20) -> Any:
 
 def queue_vs_direct(work: Path, runs: int) -> tuple[list[float], list[float]]:
     """Seconds to the saved image, through the queue and directly, alternating."""
+    from sd35.backends.config import space_backend
+    from sd35.gallery import SQLiteGalleryStore
     from sd35.jobs import JobStore, image_finder
     from sd35.queue_panel import follow
-    from sd35.scheduler import Scheduler, SpaceBackend
+    from sd35.scheduler import Scheduler
     from sd35.space_client import SpaceClient
-    from sd35.studio import Saved, Studio, open_store
+    from sd35.studio import Saved, Studio
 
     standin, url = start_standin(StandinOptions(seconds_per_step=0.05, concurrency=2), work)
     client = SpaceClient(url, download_dir=work / "downloads")
-    studio = Studio(client, open_store(work / "outputs"))
+    studio = Studio(client, SQLiteGalleryStore(work / "outputs"))
     store = JobStore.for_gallery(studio.store)
     scheduler = Scheduler(
         store,
-        [SpaceBackend(client)],
+        [space_backend(client)],
         lambda job, backend: studio.run(job.request, job.owner, backend=backend, job_id=job.id),
         concurrency=1,
     )
-    scheduler.start(find_image=image_finder(studio.store.index_path))
+    studio.use_queue(scheduler).start(find_image=image_finder(studio.store.index_path))
 
     async def direct(prompt: str) -> float:
         began = time.perf_counter()
@@ -84,7 +86,7 @@ def queue_vs_direct(work: Path, runs: int) -> tuple[list[float], list[float]]:
 
     async def queued(prompt: str) -> float:
         began = time.perf_counter()
-        async for _index, _event in follow(scheduler, [_request(prompt)], None):
+        async for _index, _event in follow(studio, _request(prompt), 1, None):
             pass
         [job] = store.list(None, limit=1)
         if job.state != "done":
@@ -114,16 +116,17 @@ def queue_vs_direct(work: Path, runs: int) -> tuple[list[float], list[float]]:
 def add_jobs(folder: Path, count: int) -> list[float]:
     """Seconds per ``submit`` of one job, ``count`` times, into ``folder``'s gallery file; the
     queue is left paused so nothing runs."""
+    from sd35.backends.config import space_backend
     from sd35.gallery import SQLiteGalleryStore
     from sd35.jobs import JobStore
-    from sd35.scheduler import Scheduler, SpaceBackend
+    from sd35.scheduler import Scheduler
     from sd35.space_client import SpaceClient
 
     gallery = SQLiteGalleryStore(folder)
     store = JobStore.for_gallery(gallery)
     store.set_paused(None, True)
     client = SpaceClient(f"http://127.0.0.1:{closed_port()}/")
-    scheduler = Scheduler(store, [SpaceBackend(client)], None, max_queue=count)  # type: ignore[arg-type]
+    scheduler = Scheduler(store, [space_backend(client)], None, max_queue=count)  # type: ignore[arg-type]
     times = []
     for index in range(count):
         began = time.perf_counter()

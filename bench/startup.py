@@ -50,7 +50,7 @@ from bench.common import (
 
 #: (module, attribute path) of what the probe times inside the app's start.
 PHASES: list[tuple[str, str, str]] = [
-    ("sd35.studio", "open_store", "open the gallery store"),
+    ("sd35.gallery", "SQLiteGalleryStore.__init__", "open the gallery store"),
     ("sd35.ui", "build_ui", "build the page (sd35.ui.build_ui)"),
     ("sd35.ui", "aspect_ratio_presets", "↳ of which sd35.params.aspect_ratio_presets"),
     ("gradio.routes", "App.create_app", "gradio App.create_app (all calls)"),

@@ -23,9 +23,8 @@ from sd35.api.jobs import Job, generate_images
 from sd35.api.parsing import (
     count_field,
     json_body,
-    optional_text,
+    lenient_request,
     resolve_model,
-    seed_or_random,
 )
 from sd35.api.service import (
     ApiService,
@@ -38,7 +37,7 @@ from sd35.api.service import (
 )
 from sd35.gallery import StoredImage
 from sd35.metadata import ImageMetadata, to_a1111
-from sd35.params import MODEL_ID, GenerationRequest, build_request
+from sd35.params import MODEL_ID, GenerationRequest
 from sd35.studio import WAITING_IN_SPACE_QUEUE, Studio
 
 #: Images per request (batch_size × n_iter); they run one after another.
@@ -95,7 +94,6 @@ def a1111_request(data: dict[str, Any], studio: Studio) -> A1111Request:
             "per request.",
             "batch_size",
         )
-    seed = seed_or_random(data.get("seed"))
     schema = studio.schema()
     notes: list[compat.Adjustment] = []
     width, height = compat.fit_dimensions(
@@ -105,19 +103,8 @@ def a1111_request(data: dict[str, Any], studio: Studio) -> A1111Request:
         notes,
         field="width x height",
     )
-    guidance, steps = compat.clamp_settings(
-        data, schema, notes, guidance="cfg_scale", steps="steps"
-    )
-    request = build_request(
-        prompt,
-        negative_prompt=optional_text(data, "negative_prompt"),
-        width=width,
-        height=height,
-        guidance_scale=guidance,
-        num_inference_steps=steps,
-        seed=seed,
-        randomize_seed=seed is None,
-        schema=schema,
+    request = lenient_request(
+        prompt, data, schema, notes, size=(width, height), guidance="cfg_scale", steps="steps"
     )
     return A1111Request(request, batch_size * n_iter, notes)
 

@@ -20,12 +20,12 @@ from sd35.api.parsing import (
     MODELS,
     count_field,
     json_body,
+    lenient_request,
     optional_text,
     resolve_model,
-    seed_or_random,
 )
 from sd35.api.service import ApiService, Handlers, error_response, png_b64, route
-from sd35.params import GenerationRequest, build_request
+from sd35.params import GenerationRequest
 from sd35.studio import Studio
 
 #: Images per request (OpenAI's own limit for dall-e-2 and the GPT image models); they run one
@@ -78,21 +78,15 @@ def openai_request(data: dict[str, Any], studio: Studio) -> OpenAIRequest:
         width, height = compat.fit_dimensions(
             int(match.group(1)), int(match.group(2)), schema, notes
         )
-    guidance, steps = compat.clamp_settings(
-        data, schema, notes, guidance="guidance_scale", steps="num_inference_steps"
-    )
-    seed = seed_or_random(data.get("seed"))
-    request = build_request(
+    request = lenient_request(
         prompt,
-        negative_prompt=optional_text(data, "negative_prompt"),
+        data,
+        schema,
+        notes,
+        size=(width, height),
+        guidance="guidance_scale",
+        steps="num_inference_steps",
         aspect_ratio=optional_text(data, "aspect_ratio") or "1:1",
-        width=width,
-        height=height,
-        guidance_scale=guidance,
-        num_inference_steps=steps,
-        seed=seed,
-        randomize_seed=seed is None,
-        schema=schema,
     )
     return OpenAIRequest(request, n, response_format, notes)
 

@@ -11,7 +11,7 @@ from starlette.requests import Request
 
 from sd35.api import compat
 from sd35.api.errors import ApiError, invalid
-from sd35.params import MODEL_ALIASES, MODEL_ID
+from sd35.params import MODEL_ALIASES, MODEL_ID, GenerationRequest, SpaceSchema, build_request
 
 #: The model names this server answers to: ours and its aliases (``sd35.params``).
 MODELS = (MODEL_ID, *MODEL_ALIASES)
@@ -86,4 +86,36 @@ def resolve_model(model: Any) -> str:
         f"{', '.join(MODEL_ALIASES)}, and OpenAI's dall-e-2, dall-e-3, gpt-image-1).",
         "model",
         code="model_not_found",
+    )
+
+
+def lenient_request(
+    prompt: str,
+    data: dict[str, Any],
+    schema: SpaceSchema,
+    notes: list[compat.Adjustment],
+    *,
+    size: tuple[int | None, int | None],
+    guidance: str,
+    steps: str,
+    aspect_ratio: str = "1:1",
+) -> GenerationRequest:
+    """The request a compatibility body asks for: its ``size`` (already fitted), its
+    guidance and steps under the dialect's names clamped onto the Space's (``compat``), its
+    negative prompt and its seed (-1 or none: random); validated by ``sd35.params``."""
+    guidance_scale, num_inference_steps = compat.clamp_settings(
+        data, schema, notes, guidance=guidance, steps=steps
+    )
+    seed = seed_or_random(data.get("seed"))
+    return build_request(
+        prompt,
+        negative_prompt=optional_text(data, "negative_prompt"),
+        aspect_ratio=aspect_ratio,
+        width=size[0],
+        height=size[1],
+        guidance_scale=guidance_scale,
+        num_inference_steps=num_inference_steps,
+        seed=seed,
+        randomize_seed=seed is None,
+        schema=schema,
     )
