@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from sd35.backends.direct import failover_backend
 from sd35.errors import SD35Error
 from sd35.gallery import Page, Reservation, SQLiteGalleryStore, StoredImage
-from sd35.jobs import JOB_KEY
+from sd35.jobs import JOB_KEY, Job
 from sd35.metadata import ImageMetadata
 from sd35.page_files import PageFiles
 from sd35.params import MODEL_ID, GenerationRequest, SpaceSchema, batch_requests
@@ -47,7 +47,6 @@ from sd35.space_client import (
 )
 
 if TYPE_CHECKING:
-    from sd35.jobs import Job
     from sd35.scheduler import Scheduler
 
 #: Said wherever a job waits in the Space's own queue (the page, A1111's ``/progress``).
