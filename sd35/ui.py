@@ -23,7 +23,6 @@ from sd35.panels.history import PAGE_SIZE, PROMPT_HISTORY, HistoryPanel
 from sd35.panels.output import OutputPanel
 from sd35.panels.pnginfo import PngInfoPanel
 from sd35.panels.run import PROGRESS_INTERVAL
-from sd35.panels.wording import space_status_line
 from sd35.params import GenerationRequest, aspect_ratio_presets
 from sd35.queue_panel import build_queue_panel
 from sd35.studio import Studio
@@ -202,7 +201,7 @@ def build_ui(studio: Studio) -> gr.Blocks:
 
 
 def _status(studio: Studio) -> str:
-    return space_status_line(studio.status, space=studio.client.space, demo=studio.demo)
+    return studio.status_text()
 
 
 def on_load(studio: Studio, search: str, only_starred: bool, request: gr.Request):

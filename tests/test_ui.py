@@ -19,6 +19,7 @@ from sd35.panels.form import FormValues
 from sd35.params import aspect_ratio_presets
 from sd35.space_client import SpaceStatus, quota_error
 from sd35.standin import QUOTA_MESSAGE, QUOTA_WAIT_MESSAGE, StandinConfig, StandinServer
+from sd35.studio import status_line
 from tests.browser import screenshot
 from tests.loopback import closed_port, free_port
 from tests.studio_support import generate_args, launch_studio, open_page
@@ -81,9 +82,8 @@ def test_an_unreachable_space_suggests_demo_in_terminal_and_page() -> None:
     line = wording.startup_line(down, space="o/s")
     assert line is not None and "--demo" in line and "\n" not in line
     assert wording.startup_line(SpaceStatus(True, 0, None), space="o/s") is None
-    assert "--demo" in wording.space_status_line(down, space="o/s", demo=False)
-    assert "--demo" not in wording.space_status_line(SpaceStatus(True, 0, None), space="o/s",
-                                                     demo=False)  # fmt: skip
+    assert "--demo" in status_line(down, space="o/s", demo=False)
+    assert "--demo" not in status_line(SpaceStatus(True, 0, None), space="o/s", demo=False)
 
 
 def test_start_up_says_once_that_the_space_is_down_and_never_advises_share() -> None:

@@ -134,8 +134,8 @@ def load_page(
 ) -> tuple[list[tuple[str, str]], list[str], str]:
     """One page of thumbnails (starred ones marked), their ids, and "Page i of n · N images"."""
     store = studio.store
-    result = store.list(
-        user=user_of(request),
+    result = studio.gallery(
+        user_of(request),
         search=search or None,
         starred=True if only_starred else None,
         offset=number * PAGE_SIZE,

@@ -14,7 +14,6 @@ from fractions import Fraction
 from sd35.errors import InvalidRequestError, QuotaExceededError, SD35Error
 from sd35.params import Size, parse_ratio
 from sd35.space_client import SpaceStatus
-from sd35.studio import status_line
 
 #: The aspect-ratio radio's choice when width and height match no preset.
 CUSTOM_RATIO = "Custom"
@@ -39,11 +38,6 @@ FIELD_LABELS = {
 }
 #: Errors about these fields are shown under the prompt; the others under the settings.
 PROMPT_FIELDS = frozenset({"prompt", "negative_prompt"})
-
-
-def space_status_line(status: SpaceStatus | None, *, space: str, demo: bool) -> str:
-    """The status line at the top of the page; an unreachable Space suggests ``--demo``."""
-    return status_line(status, space=space, demo=demo)  # the hint: sd35.studio
 
 
 def startup_line(status: SpaceStatus, *, space: str) -> str | None:
