@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sd35.backends.direct import failover_backend
+from sd35.backends.direct import FailoverBackend
 from sd35.errors import SD35Error
 from sd35.gallery import Page, Reservation, SQLiteGalleryStore, StoredImage
 from sd35.jobs import JOB_KEY, Job
@@ -198,6 +198,19 @@ class Studio:
         self.gate = gate
         #: The job queue (``sd35.scheduler.Scheduler``), once ``use_queue`` gave it one.
         self.scheduler: Scheduler | None = None
+        self._own_states: list[Any] | None = None
+
+    def backend_states(self) -> list[Any]:
+        """Each backend's pause state (``sd35.scheduler.BackendState``), in failover order: the
+        queue's when it runs (a pause it learned holds here too, and the other way round),
+        else the studio's own."""
+        if self.scheduler is not None:
+            return list(self.scheduler.states)
+        if self._own_states is None:
+            from sd35.scheduler import BackendState  # local: the scheduler imports this module
+
+            self._own_states = [BackendState(backend) for backend in self.backends]
+        return self._own_states
 
     def use_queue(self, scheduler: Scheduler) -> Scheduler:
         """Send ``submit`` (the page's Generate, the job API) to ``scheduler``."""
@@ -334,8 +347,8 @@ class Studio:
         is stored in the gallery (with ``announce_saving``, ``Saving`` comes between, as soon
         as the PNG's name is fixed). The queue passes the ``backend`` to use and its ``job_id``,
         written into the PNG so a restart can tell the job is done."""
-        if backend is None:  # several backends: fail over between them
-            backend = failover_backend(self)
+        if backend is None and len(self.backends) > 1:  # fail over between them
+            backend = FailoverBackend(self.backend_states)
         source = backend if backend is not None else self.client
         space = getattr(source, "space", self.client.space)
         async for event in source.generate(request):

@@ -13,7 +13,6 @@ from starlette.responses import JSONResponse
 from sd35.api.errors import ApiError
 from sd35.api.service import ApiService, Route
 from sd35.backends import failover
-from sd35.backends.direct import backend_states
 
 
 def _shape(error: ApiError) -> JSONResponse:
@@ -26,6 +25,6 @@ def _shape(error: ApiError) -> JSONResponse:
 
 def backends_router(service: ApiService) -> APIRouter:
     async def backends(request: Request, owner: str | None) -> dict[str, Any]:
-        return {"backends": [failover.describe(s) for s in backend_states(service.studio)]}
+        return {"backends": [failover.describe(s) for s in service.studio.backend_states()]}
 
     return service.router(_shape, [Route("GET", "/api/v1/backends", backends)])

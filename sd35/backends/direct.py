@@ -1,5 +1,6 @@
 """Failover for callers that run a request at once rather than through the queue (the page's
-direct path, the synchronous APIs, MCP and the CLI): every configured backend as one.
+direct path, the synchronous APIs, MCP and the CLI): every configured backend as one
+(``Studio.run`` builds it over ``Studio.backend_states``).
 
 It shares the per-backend states with the scheduler when there is one, so a pause learned by
 the queue is respected here and the other way round. A backend that fails with quota, credits
@@ -20,27 +21,6 @@ from sd35.backends.errors import AllBackendsPausedError
 from sd35.errors import SD35Error
 from sd35.params import GenerationRequest
 from sd35.space_client import Event
-
-
-def backend_states(studio: Any) -> list[Any]:
-    """The per-backend states: the scheduler's when it runs, else the studio's own (made once)."""
-    scheduler = getattr(studio, "scheduler", None)
-    if scheduler is not None:
-        return list(scheduler.states)
-    states = getattr(studio, "_backend_states", None)
-    if states is None:
-        from sd35.scheduler import BackendState
-
-        states = [BackendState(backend) for backend in getattr(studio, "backends", None) or []]
-        studio._backend_states = states
-    return states
-
-
-def failover_backend(studio: Any) -> FailoverBackend | None:
-    """All of ``studio.backends`` as one backend, when there are several; else None."""
-    if len(getattr(studio, "backends", None) or []) < 2:
-        return None
-    return FailoverBackend(lambda: backend_states(studio))
 
 
 class FailoverBackend:

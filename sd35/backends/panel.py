@@ -12,7 +12,6 @@ from typing import Any
 import gradio as gr
 
 from sd35.backends import failover
-from sd35.backends.direct import backend_states
 from sd35.params import SpaceSchema
 
 ANY = "Any (failover order)"
@@ -36,7 +35,7 @@ def restore_choice(studio: Any, backend_name: str) -> str:
 
 
 def panel_text(studio: Any) -> str:
-    states = backend_states(studio)
+    states = studio.backend_states()
     return failover.state_lines(states) if states else ""
 
 
