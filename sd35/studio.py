@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sd35.backends.direct import FailoverBackend
-from sd35.errors import SD35Error
+from sd35.errors import GenerationFailedError, SD35Error
 from sd35.gallery import Page, Reservation, SQLiteGalleryStore, StoredImage
 from sd35.jobs import JOB_KEY, Job
 from sd35.metadata import ImageMetadata
@@ -285,18 +285,23 @@ class Studio:
     ) -> AsyncIterator[tuple[int, StudioEvent]]:
         """Run ``count`` images of ``request`` now, one after another (a random seed each, or
         consecutive seeds from a fixed one), each saved as it arrives: ``(image index from 1,
-        event)``. With ``control``, ``skip``/``interrupt`` stop one image or the rest."""
+        event)``. Each image ends in ``Saved`` or an error. With ``control``, ``skip`` and
+        ``interrupt`` stop one image or the rest (those end quietly)."""
         for index, one in enumerate(batch_requests(request, count), start=1):
             events = self.run(one, user, extra=extra, backend=backend)
-            if control is None:
-                async for event in events:
-                    yield index, event
-                continue
-            if control.interrupted:
-                break
-            control.index, control.request, control.skipped = index, one, False
-            async for event in control.follow(events):
+            if control is not None:
+                if control.interrupted:
+                    break
+                control.index, control.request, control.skipped = index, one, False
+                events = control.follow(events)
+            saved = False
+            async for event in events:
+                saved = saved or isinstance(event, Saved)
                 yield index, event
+            if not saved and not (control and (control.skipped or control.interrupted)):
+                raise GenerationFailedError(
+                    "The generation ended without an image (it was cancelled)."
+                )
 
     def submit(
         self,

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from sd35.api.errors import ApiError
-from sd35.errors import GenerationFailedError
 from sd35.jobs import queue_full
 from sd35.params import GenerationRequest
 from sd35.space_client import Preview, Progress, Queued, Started
@@ -148,7 +147,7 @@ async def generate_images(
     """Run ``count`` images of ``request`` through ``Studio.generate`` (each its own Space
     job, saved in the gallery), noting progress on ``job``. With a ``job``, ``/interrupt``
     (all) or ``/skip`` (the image running) may stop them: the images finished before then are
-    returned. Without one, an image that ends without being saved is an error."""
+    returned."""
     results: list[Saved] = []
     control = job.control if job is not None else None
     async for index, event in studio.generate(request, count, owner, extra=extra, control=control):
@@ -156,6 +155,4 @@ async def generate_images(
             job.note(index, event, request)
         if isinstance(event, Saved):
             results.append(event)
-    if job is None and len(results) < count:
-        raise GenerationFailedError("The generation ended without an image (it was cancelled).")
     return results
