@@ -133,3 +133,27 @@ def test_last_user_message() -> None:
     ]
     assert last_user_message(messages) == "a red fox"
     assert last_user_message([]) == ""
+
+
+def test_a_bound_studio_takes_the_calls(space, tmp_path) -> None:
+    from sd35.gallery import SQLiteGalleryStore
+    from sd35.space_client import SpaceClient
+    from sd35.studio import Studio
+
+    studio = Studio(SpaceClient(space.url), SQLiteGalleryStore(tmp_path / "bound"))
+    provider = provider_for(space)
+    provider.bind(studio)
+
+    async def one() -> ImageResponse:
+        async for result in provider.create_async_generator(
+            model="sd-3.5", messages=[], prompt="a bound fern", width=512, height=512
+        ):
+            if isinstance(result, ImageResponse):
+                await result.saved()
+                return result
+        raise AssertionError("no image")
+
+    final = asyncio.run(one())
+    assert (tmp_path / "bound") in final.path.parents  # the bound studio's gallery
+    assert studio.gallery(None).total == 1
+    assert provider.studio() is studio

@@ -124,3 +124,22 @@ def test_run_shows_the_image_then_stores_it(preview_space, tmp_path) -> None:
     meta = read_metadata(saved.image.path)
     assert meta is not None and meta.seed == 8 and meta.prompt == "a stored fox"
     assert studio.store.list(user="alice").total == 1
+
+
+def test_generate_saves_each_image_of_a_batch_and_says_which_it_is(space, tmp_path) -> None:
+    client = SpaceClient(space.url, download_dir=tmp_path / "downloads")
+    studio = Studio(client, SQLiteGalleryStore(tmp_path / "outputs"))
+    request = GenerationRequest(
+        "two foxes", seed=41, randomize_seed=False, width=512, height=512, num_inference_steps=2
+    )
+
+    async def collect() -> list[tuple[int, object]]:
+        return [item async for item in studio.generate(request, 2, "bob")]
+
+    events = asyncio.run(collect())
+    client.close()
+    saved = [(index, event) for index, event in events if isinstance(event, Saved)]
+    assert [index for index, _ in saved] == [1, 2]  # each event names its image
+    assert [event.result.seed for _, event in saved] == [41, 42]  # consecutive fixed seeds
+    assert {event.image.user for _, event in saved} == {"bob"}
+    assert studio.gallery("bob").total == 2 and studio.gallery("alice").total == 0
