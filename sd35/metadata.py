@@ -49,12 +49,9 @@ import contextlib
 import io
 import json
 import math
-import os
 import re
-import secrets
 import struct
 import zlib
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -73,10 +70,6 @@ PARAMETERS_KEY = "parameters"
 FOOOCUS_SCHEME_KEY = "fooocus_scheme"
 JSON_KEY = "sd35"
 JSON_FORMAT_VERSION = 1
-
-#: Temporary files of an atomic write start with this; ``.tmp-<pid>-<random><suffix>``.
-#: Scanners skip them and clean up those whose writing process is gone.
-TEMP_PREFIX = ".tmp-"
 
 _NEGATIVE = "Negative prompt:"
 _ZWSP = "\u200b"
@@ -498,78 +491,14 @@ def _add_text(info: PngImagePlugin.PngInfo, key: str, value: str) -> None:
         info.add_itxt(key, value, zip=False)
 
 
-def temp_path(directory: Path, suffix: str) -> Path:
-    """A fresh temporary name in ``directory`` that names the writing process (for cleanup)."""
-    return directory / f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(6)}{suffix}"
+def __getattr__(name: str) -> Any:
+    # ``write_png`` lived here before the gallery's files part (sd35.image_files) took the
+    # file writing over; callers that still import it from here get that one.
+    if name == "write_png":
+        from sd35.image_files import write_png
 
-
-def temp_owner(name: str) -> int | None:
-    """The process id encoded in a temporary file name, or None if it names none."""
-    if not name.startswith(TEMP_PREFIX):
-        return None
-    pid, _, _ = name[len(TEMP_PREFIX) :].partition("-")
-    return int(pid) if pid.isdigit() else None
-
-
-@contextlib.contextmanager
-def atomic_file(path: Path, *, durable: bool = True) -> Iterator[BinaryIO]:
-    """Write ``path`` all-or-nothing: a temporary file in the same directory, renamed at the end.
-
-    With ``durable`` the data and the rename are fsynced, so after a crash or power loss the
-    file is either absent (or the old version) or complete.
-    """
-    path = Path(path)
-    tmp = temp_path(path.parent, path.suffix)
-    try:
-        with open(tmp, "xb") as handle:
-            yield handle
-            handle.flush()
-            if durable:
-                os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    if durable:
-        _fsync_directory(path.parent)
-
-
-def _fsync_directory(directory: Path) -> None:
-    # Makes the rename itself durable; not possible on every platform (Windows), hence optional.
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def write_png(
-    image: Image.Image,
-    path: Path,
-    meta: ImageMetadata,
-    *,
-    durable: bool = True,
-    compress_level: int | None = None,
-) -> Path:
-    """Save ``image`` as a PNG with ``meta`` at ``path``, atomically (see :func:`atomic_file`).
-    ``compress_level`` is zlib's 0-9 (None: Pillow's default, 6)."""
-    path = Path(path)
-    if image.mode not in ("1", "L", "LA", "I", "I;16", "P", "RGB", "RGBA"):
-        image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
-    params: dict[str, Any] = {"pnginfo": png_info(meta)}
-    if compress_level is not None:
-        params["compress_level"] = compress_level
-    if image.info.get("icc_profile"):
-        params["icc_profile"] = image.info["icc_profile"]
-    with atomic_file(path, durable=durable) as handle:
-        image.save(handle, format="PNG", **params)
-    return path
+        return write_png
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # --- reading ------------------------------------------------------------------------------------

@@ -19,7 +19,8 @@ import pytest
 from PIL import Image
 
 from sd35.gallery import Page, SQLiteGalleryStore, StoredImage, new_image_id
-from sd35.metadata import ImageMetadata, read_metadata, write_png
+from sd35.image_files import write_png
+from sd35.metadata import ImageMetadata, read_metadata
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -17,14 +17,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, PngImagePlugin
 
+from sd35 import image_files
 from sd35 import metadata as md
+from sd35.image_files import write_png
 from sd35.metadata import (
     ImageMetadata,
     NotAnImageError,
     parse_a1111,
     read_metadata,
     to_a1111,
-    write_png,
 )
 from sd35.params import GenerationRequest
 
@@ -523,10 +524,10 @@ def test_failed_write_leaves_neither_file_nor_temp(
 
 
 def test_temp_names_carry_the_writer_pid(tmp_path: Path) -> None:
-    name = md.temp_path(tmp_path, ".png").name
+    name = image_files.temp_path(tmp_path, ".png").name
     assert name.startswith(".tmp-") and name.endswith(".png")
-    assert md.temp_owner(name) == __import__("os").getpid()
-    assert md.temp_owner("a.png") is None
+    assert image_files.temp_owner(name) == __import__("os").getpid()
+    assert image_files.temp_owner("a.png") is None
 
 
 # --- reading other people's files and garbage -----------------------------------------------------

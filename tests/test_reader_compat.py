@@ -45,7 +45,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image, PngImagePlugin
 
-from sd35.metadata import ImageMetadata, to_a1111, write_png
+from sd35.image_files import write_png
+from sd35.metadata import ImageMetadata, to_a1111
 from sd35.params import aspect_ratio_presets, size_for_aspect_ratio
 
 # --- JavaScript helpers ---------------------------------------------------------------------------
