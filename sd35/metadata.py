@@ -52,7 +52,7 @@ import math
 import re
 import struct
 import zlib
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -98,21 +98,15 @@ def now_iso() -> str:
 
 
 @dataclass(frozen=True)
-class ImageMetadata:
-    """Everything needed to describe, and reproduce, one generated image.
+class ImageMetadata(GenerationRequest):
+    """Everything needed to describe, and reproduce, one generated image: the request's eight
+    inputs (declared once, in ``GenerationRequest``) and where and when it was made.
 
     ``seed`` is the seed actually used; ``randomize_seed`` records whether the request asked
     for a random one. ``extra`` holds JSON-compatible extras (e.g. the owning ``user``).
     """
 
-    prompt: str
-    negative_prompt: str = ""
-    seed: int = 0
-    randomize_seed: bool = False
-    width: int = 1024
-    height: int = 1024
-    guidance_scale: float = 4.5
-    num_inference_steps: int = 40
+    randomize_seed: bool = False  # a stored image records the request's choice; no default
     model: str = DEFAULT_MODEL
     space: str = DEFAULT_SPACE
     created_at: str = field(default_factory=now_iso)
@@ -135,15 +129,11 @@ class ImageMetadata:
         backend: str = "",
     ) -> ImageMetadata:
         """Metadata for an image made from ``request``; ``seed`` is the one the Space used."""
+        inputs = _request_inputs(request)
+        if seed is not None:
+            inputs["seed"] = int(seed)
         return cls(
-            prompt=request.prompt,
-            negative_prompt=request.negative_prompt or "",
-            seed=int(request.seed if seed is None else seed),
-            randomize_seed=bool(request.randomize_seed),
-            width=int(request.width),
-            height=int(request.height),
-            guidance_scale=float(request.guidance_scale),
-            num_inference_steps=int(request.num_inference_steps),
+            **inputs,
             model=model,
             space=space,
             created_at=created_at or now_iso(),
@@ -154,16 +144,7 @@ class ImageMetadata:
 
     def to_request(self) -> GenerationRequest:
         """The request that reproduces this image: same settings, this seed, not randomized."""
-        return GenerationRequest(
-            prompt=self.prompt,
-            negative_prompt=self.negative_prompt,
-            seed=self.seed,
-            randomize_seed=False,
-            width=self.width,
-            height=self.height,
-            guidance_scale=self.guidance_scale,
-            num_inference_steps=self.num_inference_steps,
-        )
+        return GenerationRequest(**{**_request_inputs(self), "randomize_seed": False})
 
     def with_extra(self, **items: Any) -> ImageMetadata:
         """A copy with ``items`` merged into ``extra`` (a value of None removes the key)."""
@@ -211,6 +192,21 @@ class ImageMetadata:
     @classmethod
     def from_json(cls, text: str) -> ImageMetadata:
         return cls.from_dict(json.loads(text))
+
+
+def _request_inputs(request: GenerationRequest) -> dict[str, Any]:
+    """The eight inputs of ``request``, each as the type its default has (a missing negative
+    prompt is "")."""
+    inputs: dict[str, Any] = {}
+    for item in fields(GenerationRequest):
+        value = getattr(request, item.name)
+        kind = type(item.default)
+        if value is None and item.default is not MISSING:
+            value = item.default
+        elif kind in (bool, int, float):
+            value = kind(value)
+        inputs[item.name] = value
+    return inputs
 
 
 def _typed(data: dict[str, Any], key: str, kind: Any, default: Any = ...) -> Any:

@@ -54,6 +54,7 @@ from sd35.inference_standin import InferenceStandin, InferenceStandinConfig
 from sd35.metadata import ImageMetadata, to_a1111
 from sd35.params import aspect_ratio_presets, size_for_aspect_ratio
 from sd35.studio import store_result
+from tests.a1111_reference import A1111_PARAM, A1111_SIZE, a1111_parse, a1111_split
 from tests.inference_support import TOKEN
 
 # --- JavaScript helpers ---------------------------------------------------------------------------
@@ -124,42 +125,6 @@ def pillow_info(png: bytes) -> dict[str, Any]:
 
 
 # --- AUTOMATIC1111 --------------------------------------------------------------------------------
-
-_A1111_PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
-_A1111_SIZE = re.compile(r"^(\d+)x(\d+)$")
-
-
-def a1111_parse(text: str) -> dict[str, Any]:
-    """``parse_generation_parameters`` without the defaults it fills in afterwards."""
-    res: dict[str, Any] = {}
-    prompt = negative = ""
-    done_with_prompt = False
-    *lines, lastline = text.strip().split("\n")
-    if len(_A1111_PARAM.findall(lastline)) < 3:
-        lines.append(lastline)
-        lastline = ""
-    for line in lines:
-        line = line.strip()
-        if line.startswith("Negative prompt:"):
-            done_with_prompt = True
-            line = line[16:].strip()
-        if done_with_prompt:
-            negative += ("" if negative == "" else "\n") + line
-        else:
-            prompt += ("" if prompt == "" else "\n") + line
-    res["Prompt"], res["Negative prompt"] = prompt, negative
-    for k, v in _A1111_PARAM.findall(lastline):
-        try:
-            if v[0] == '"' and v[-1] == '"':
-                v = json.loads(v)
-            m = _A1111_SIZE.match(v)
-            if m is not None:
-                res[f"{k}-1"], res[f"{k}-2"] = m[1], m[2]
-            else:
-                res[k] = v
-        except Exception:
-            pass
-    return res
 
 
 def a1111_reads(png: bytes) -> Recovered:
@@ -235,29 +200,15 @@ def fooocus_extract_styles(prompt: str, negative: str) -> tuple[list[str], str, 
 
 def fooocus_a1111_to_json(metadata: str) -> dict[str, Any]:
     """``A1111MetadataParser.to_json`` (model/LoRA file look-ups left out: they only rename)."""
-    metadata_prompt = metadata_negative = ""
-    done_with_prompt = False
-    *lines, lastline = metadata.strip().split("\n")
-    if len(_A1111_PARAM.findall(lastline)) < 3:
-        lines.append(lastline)
-        lastline = ""
-    for line in lines:
-        line = line.strip()
-        if line.startswith("Negative prompt:"):
-            done_with_prompt = True
-            line = line[len("Negative prompt:") :].strip()
-        if done_with_prompt:
-            metadata_negative += ("" if metadata_negative == "" else "\n") + line
-        else:
-            metadata_prompt += ("" if metadata_prompt == "" else "\n") + line
+    metadata_prompt, metadata_negative, lastline = a1111_split(metadata)
     styles, prompt, negative = fooocus_extract_styles(metadata_prompt, metadata_negative)
     data: dict[str, Any] = {"prompt": prompt, "negative_prompt": negative}
     keys, values = list(_FOOOCUS_KEYS), list(_FOOOCUS_KEYS.values())
-    for k, v in _A1111_PARAM.findall(lastline):
+    for k, v in A1111_PARAM.findall(lastline):
         try:
             if v != "" and v[0] == '"' and v[-1] == '"':
                 v = fooocus_unquote(v)
-            m = _A1111_SIZE.match(v)
+            m = A1111_SIZE.match(v)
             if m is not None:
                 data["resolution"] = str((m[1], m[2]))
             else:
