@@ -38,7 +38,7 @@ from pathlib import Path
 from PIL import Image
 
 from sd35.image_files import ImageFiles, Reservation, new_image_id
-from sd35.image_index import ImageIndex, ImageRecord
+from sd35.image_index import ImageIndex, Record
 from sd35.metadata import ImageMetadata
 
 __all__ = [
@@ -211,9 +211,10 @@ class SQLiteGalleryStore:
     def get(self, image_id: str, user: str | None = None) -> StoredImage | None:
         """The image, or None if it does not exist or belongs to another user."""
         record = self.index.get(image_id)
-        if record is None or (user is not None and record.owner != user):
+        if record is None:
             return None
-        return self._stored(record)
+        stored = self._stored(record)
+        return stored if user is None or stored.user == user else None
 
     def list(
         self,
@@ -277,15 +278,16 @@ class SQLiteGalleryStore:
             return None
         return self.files.ensure_thumbnail(image_id, item.path)
 
-    def _stored(self, record: ImageRecord) -> StoredImage:
+    def _stored(self, record: Record) -> StoredImage:
+        image_id, rel_path, created_at, owner, meta, starred = record
         return StoredImage(
-            id=record.id,
-            path=self.root / record.rel_path,
-            thumbnail_path=self.files.thumbnail_path(record.id),
-            meta=record.meta,
-            user=record.owner,
-            created_at=record.created_at,
-            starred=record.starred,
+            id=image_id,
+            path=self.root / rel_path,
+            thumbnail_path=self.files.thumbnail_path(image_id),
+            meta=meta,
+            user=owner,
+            created_at=created_at,
+            starred=starred,
         )
 
 

@@ -69,16 +69,9 @@ def connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
-@dataclass(frozen=True)
-class ImageRecord:
-    """One row of the index."""
-
-    id: str
-    rel_path: str
-    created_at: str
-    owner: str | None
-    meta: ImageMetadata
-    starred: bool = False
+#: One row as the façade gets it: id, PNG path relative to the root, created_at, owner, the
+#: metadata, starred.
+Record = tuple[str, str, str, "str | None", ImageMetadata, bool]
 
 
 @dataclass(frozen=True)
@@ -210,7 +203,7 @@ class ImageIndex:
         with self.lock, self._transaction():
             self._conn.execute(_UPSERT, _row(image_id, rel_path, created, owner, meta))
 
-    def get(self, image_id: str) -> ImageRecord | None:
+    def get(self, image_id: str) -> Record | None:
         with self.lock:
             row = self._conn.execute(f"{_SELECT} WHERE id = ?", (image_id,)).fetchone()
         return None if row is None else _record(row)
@@ -238,7 +231,7 @@ class ImageIndex:
         starred: bool | None,
         offset: int,
         limit: int,
-    ) -> tuple[list[ImageRecord], int]:
+    ) -> tuple[list[Record], int]:
         """Records newest first and how many match in all (``search``: case-insensitive
         substring of the prompt)."""
         where: list[str] = []
@@ -351,13 +344,13 @@ def _row(
     )
 
 
-def _record(row: Sequence[Any]) -> ImageRecord:
+def _record(row: Sequence[Any]) -> Record:
     image_id, rel_path, created_at, owner, prompt, meta_json, starred = row
     try:
         meta = ImageMetadata.from_json(meta_json)
     except (ValueError, TypeError):
         meta = ImageMetadata(prompt=prompt, space="", created_at="")
-    return ImageRecord(image_id, rel_path, created_at, owner, meta, bool(starred))
+    return image_id, rel_path, created_at, owner, meta, bool(starred)
 
 
 def _like_escape(text: str) -> str:
