@@ -28,6 +28,7 @@ from sd35.metadata import (
     to_a1111,
 )
 from sd35.params import GenerationRequest
+from sd35.png_writer import png_with_metadata
 from tests.a1111_reference import a1111_parse
 
 # --- reference readers, written from the readers' own code ----------------------------------------
@@ -495,6 +496,33 @@ def png_with_texts(texts: dict[str, str]) -> bytes:
     buffer = io.BytesIO()
     small_image().save(buffer, format="PNG", pnginfo=info)
     return buffer.getvalue()
+
+
+def test_spliced_chunks_replace_the_files_own_of_the_same_keywords() -> None:
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", "theirs", zip=True)  # zTXt
+    info.add_itxt("sd35", '{"prompt": "theirs"}')
+    info.add_text("Comment", "kept")
+    buffer = io.BytesIO()
+    small_image().save(buffer, format="PNG", pnginfo=info)
+    meta = meta_for("ours, ünïcode")
+    spliced = png_with_metadata(buffer.getvalue(), meta)
+    assert spliced is not None
+    assert read_metadata(spliced) == meta
+    texts = md.read_texts(spliced)
+    assert texts["parameters"] == md.to_a1111(meta) and texts["Comment"] == "kept"
+    assert b"theirs" not in spliced
+    with Image.open(io.BytesIO(spliced)) as ours:
+        assert ours.tobytes() == small_image().tobytes()
+
+
+def test_a_png_that_is_not_whole_and_sound_is_not_spliced() -> None:
+    good = png_with_texts({})
+    crc_broken = bytearray(good)
+    crc_broken[-20] ^= 0xFF  # inside the last IDAT's data
+    for bad in (good[:-12], bytes(crc_broken), good[8:], b"GIF89a" + good[6:]):
+        assert png_with_metadata(bad, meta_for("x")) is None
+    assert png_with_metadata(good, meta_for("x")) is not None
 
 
 def test_reads_a1111_parameters_when_our_chunk_is_missing() -> None:
