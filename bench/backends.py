@@ -176,6 +176,51 @@ def inference_to_png(runs: int, section: Section) -> None:
     )
 
 
+def save_step(runs: int, section: Section) -> None:
+    """The save step alone, in this process: a provider's 1024×1024 PNG into the gallery with
+    our chunks spliced in (what ``InferenceBackend`` results take), beside decoding it and
+    encoding it again (what they took before), for the stand-in's picture and a photo-like
+    one (the stand-in's flat painting compresses to a few dozen KiB; real pictures do not)."""
+    import io
+
+    from PIL import Image
+
+    from sd35.image_files import write_image
+    from sd35.metadata import ImageMetadata
+    from sd35.standin import paint_image, textured_image
+    from sd35.studio import open_store
+
+    meta = ImageMetadata("a lighthouse", seed=7)
+    table = Table(["provider PNG → gallery (save step only)", "size", "spliced", "decode + encode"])
+    with tempfile.TemporaryDirectory(prefix="sd35-bench-save-") as folder:
+        store = open_store(Path(folder) / "gallery")
+        pictures = {
+            "stand-in picture": paint_image("a lighthouse", None, 7, 1024, 1024, 4.5),
+            "photo-like picture": textured_image(1024, 1024, 3),
+        }
+        for label, picture in pictures.items():
+            buffer = io.BytesIO()
+            picture.save(buffer, format="PNG", compress_level=1)
+            data = buffer.getvalue()
+
+            def reencode(data: bytes = data) -> None:
+                planned = store.reserve()
+                planned.path.parent.mkdir(exist_ok=True)
+                with Image.open(io.BytesIO(data)) as image:
+                    image.load()
+                    write_image(image, planned.path, meta)
+
+            def splice(data: bytes = data) -> None:
+                store.save_encoded(data, meta)
+
+            spliced = [_timed(splice) for _ in Budget(runs, 20)]
+            decoded = [_timed(reencode) for _ in Budget(runs, 20)]
+            size = f"{len(data) / 1024:.0f} KiB"
+            table.add(label, size, fmt_ms(median(spliced)), fmt_ms(median(decoded)))
+        store.close()
+    section.tables.append(table)
+
+
 def run(quick: bool = False) -> Section:
     began = time.monotonic()
     _allow_loopback_calls()
@@ -183,6 +228,7 @@ def run(quick: bool = False) -> Section:
     runs = 3 if quick else 9
     failover_cost(runs, section)
     inference_to_png(runs, section)
+    save_step(runs, section)
     section.notes.append(
         "Failover: the first backend is an Inference API stand-in answering 503 at once, the "
         "second one paints in 0.2 s; the time is taken between the 503 leaving the first "

@@ -64,7 +64,8 @@ def fill(root: Path, count: int) -> None:
     """``count`` small PNGs with metadata, as the app would have saved them over 30 days."""
     from PIL import Image
 
-    from sd35.metadata import ImageMetadata, write_png
+    from sd35.image_files import write_png
+    from sd35.metadata import ImageMetadata
 
     start = datetime.now() - timedelta(days=30)
     step = timedelta(days=30) / max(count, 1)

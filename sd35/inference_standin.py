@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from PIL import PngImagePlugin
+
 from sd35.standin import paint_image
 
 #: fault name -> (HTTP status, error text as Hugging Face words it)
@@ -55,6 +57,10 @@ class InferenceStandinConfig:
     fault_once: str | None = None
     #: The ``Retry-After`` header sent with a 429.
     retry_after: int = 30
+    #: The answer's format ("PNG", "JPEG", "WEBP") and, for PNG, text chunks it carries (as
+    #: providers that write their own metadata do).
+    image_format: str = "PNG"
+    texts: dict[str, str] = field(default_factory=dict)
     seen_headers: list[dict[str, str]] = field(default_factory=list)
     seen_bodies: list[dict[str, Any]] = field(default_factory=list)
     #: ``time.monotonic()`` when each request arrived and when its answer was sent.
@@ -138,8 +144,13 @@ def _handler(config: InferenceStandinConfig) -> type[BaseHTTPRequestHandler]:
                 float(parameters.get("guidance_scale") or 0.0),
             )
             buffer = io.BytesIO()
-            image.save(buffer, format="PNG", compress_level=1)
-            self._send(200, buffer.getvalue(), "image/png")
+            info = PngImagePlugin.PngInfo()
+            for key, value in config.texts.items():
+                info.add_text(key, value)
+            kind = config.image_format.upper()
+            extra: dict[str, Any] = {"compress_level": 1, "pnginfo": info} if kind == "PNG" else {}
+            image.save(buffer, format=kind, **extra)
+            self._send(200, buffer.getvalue(), f"image/{kind.lower()}")
 
         def _fail(self, fault: str) -> None:
             status, text = FAULTS[fault]

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from sd35.errors import SD35Error
+from sd35.image_index import connect
 from sd35.params import GenerationRequest
 
 QUEUED, RUNNING, WAITING, DONE, FAILED, CANCELLED = (
@@ -164,12 +165,9 @@ class JobStore:
         self.path = Path(path)
         self.clock = clock
         self._lock = threading.RLock()
-        self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._conn.execute("PRAGMA busy_timeout = 5000")
-        self._conn.execute("PRAGMA journal_mode = WAL")
-        # NORMAL in WAL mode, as the gallery: a commit survives any crash of the process
-        # (SIGKILL included); only a power cut may lose the last few.
-        self._conn.execute("PRAGMA synchronous = NORMAL")
+        # The gallery's settings (WAL, synchronous NORMAL): a commit survives any crash of the
+        # process (SIGKILL included); only a power cut may lose the last few.
+        self._conn = connect(self.path)
         with self._lock:
             self._conn.executescript(f"BEGIN; {_SCHEMA} COMMIT;")
 

@@ -49,13 +49,10 @@ import contextlib
 import io
 import json
 import math
-import os
 import re
-import secrets
 import struct
 import zlib
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -71,10 +68,6 @@ PARAMETERS_KEY = "parameters"
 FOOOCUS_SCHEME_KEY = "fooocus_scheme"
 JSON_KEY = "sd35"
 JSON_FORMAT_VERSION = 1
-
-#: Temporary files of an atomic write start with this; ``.tmp-<pid>-<random><suffix>``.
-#: Scanners skip them and clean up those whose writing process is gone.
-TEMP_PREFIX = ".tmp-"
 
 _NEGATIVE = "Negative prompt:"
 _ZWSP = "\u200b"
@@ -103,21 +96,15 @@ def now_iso() -> str:
 
 
 @dataclass(frozen=True)
-class ImageMetadata:
-    """Everything needed to describe, and reproduce, one generated image.
+class ImageMetadata(GenerationRequest):
+    """Everything needed to describe, and reproduce, one generated image: the request's eight
+    inputs (declared once, in ``GenerationRequest``) and where and when it was made.
 
     ``seed`` is the seed actually used; ``randomize_seed`` records whether the request asked
     for a random one. ``extra`` holds JSON-compatible extras (e.g. the owning ``user``).
     """
 
-    prompt: str
-    negative_prompt: str = ""
-    seed: int = 0
-    randomize_seed: bool = False
-    width: int = 1024
-    height: int = 1024
-    guidance_scale: float = 4.5
-    num_inference_steps: int = 40
+    randomize_seed: bool = False  # a stored image records the request's choice; no default
     model: str = DEFAULT_MODEL
     space: str = DEFAULT_SPACE
     created_at: str = field(default_factory=now_iso)
@@ -140,15 +127,11 @@ class ImageMetadata:
         backend: str = "",
     ) -> ImageMetadata:
         """Metadata for an image made from ``request``; ``seed`` is the one the Space used."""
+        inputs = _request_inputs(request)
+        if seed is not None:
+            inputs["seed"] = int(seed)
         return cls(
-            prompt=request.prompt,
-            negative_prompt=request.negative_prompt or "",
-            seed=int(request.seed if seed is None else seed),
-            randomize_seed=bool(request.randomize_seed),
-            width=int(request.width),
-            height=int(request.height),
-            guidance_scale=float(request.guidance_scale),
-            num_inference_steps=int(request.num_inference_steps),
+            **inputs,
             model=model,
             space=space,
             created_at=created_at or now_iso(),
@@ -159,16 +142,7 @@ class ImageMetadata:
 
     def to_request(self) -> GenerationRequest:
         """The request that reproduces this image: same settings, this seed, not randomized."""
-        return GenerationRequest(
-            prompt=self.prompt,
-            negative_prompt=self.negative_prompt,
-            seed=self.seed,
-            randomize_seed=False,
-            width=self.width,
-            height=self.height,
-            guidance_scale=self.guidance_scale,
-            num_inference_steps=self.num_inference_steps,
-        )
+        return GenerationRequest(**{**_request_inputs(self), "randomize_seed": False})
 
     def with_extra(self, **items: Any) -> ImageMetadata:
         """A copy with ``items`` merged into ``extra`` (a value of None removes the key)."""
@@ -216,6 +190,21 @@ class ImageMetadata:
     @classmethod
     def from_json(cls, text: str) -> ImageMetadata:
         return cls.from_dict(json.loads(text))
+
+
+def _request_inputs(request: GenerationRequest) -> dict[str, Any]:
+    """The eight inputs of ``request``, each as the type its default has (a missing negative
+    prompt is "")."""
+    inputs: dict[str, Any] = {}
+    for item in fields(GenerationRequest):
+        value = getattr(request, item.name)
+        kind = type(item.default)
+        if value is None and item.default is not MISSING:
+            value = item.default
+        elif kind in (bool, int, float):
+            value = kind(value)
+        inputs[item.name] = value
+    return inputs
 
 
 def _typed(data: dict[str, Any], key: str, kind: Any, default: Any = ...) -> Any:
@@ -496,78 +485,14 @@ def _add_text(info: PngImagePlugin.PngInfo, key: str, value: str) -> None:
         info.add_itxt(key, value, zip=False)
 
 
-def temp_path(directory: Path, suffix: str) -> Path:
-    """A fresh temporary name in ``directory`` that names the writing process (for cleanup)."""
-    return directory / f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(6)}{suffix}"
+def __getattr__(name: str) -> Any:
+    # ``write_png`` lived here before the gallery's files part (sd35.image_files) took the
+    # file writing over; callers that still import it from here get that one.
+    if name == "write_png":
+        from sd35.image_files import write_png
 
-
-def temp_owner(name: str) -> int | None:
-    """The process id encoded in a temporary file name, or None if it names none."""
-    if not name.startswith(TEMP_PREFIX):
-        return None
-    pid, _, _ = name[len(TEMP_PREFIX) :].partition("-")
-    return int(pid) if pid.isdigit() else None
-
-
-@contextlib.contextmanager
-def atomic_file(path: Path, *, durable: bool = True) -> Iterator[BinaryIO]:
-    """Write ``path`` all-or-nothing: a temporary file in the same directory, renamed at the end.
-
-    With ``durable`` the data and the rename are fsynced, so after a crash or power loss the
-    file is either absent (or the old version) or complete.
-    """
-    path = Path(path)
-    tmp = temp_path(path.parent, path.suffix)
-    try:
-        with open(tmp, "xb") as handle:
-            yield handle
-            handle.flush()
-            if durable:
-                os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    if durable:
-        _fsync_directory(path.parent)
-
-
-def _fsync_directory(directory: Path) -> None:
-    # Makes the rename itself durable; not possible on every platform (Windows), hence optional.
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def write_png(
-    image: Image.Image,
-    path: Path,
-    meta: ImageMetadata,
-    *,
-    durable: bool = True,
-    compress_level: int | None = None,
-) -> Path:
-    """Save ``image`` as a PNG with ``meta`` at ``path``, atomically (see :func:`atomic_file`).
-    ``compress_level`` is zlib's 0-9 (None: Pillow's default, 6)."""
-    path = Path(path)
-    if image.mode not in ("1", "L", "LA", "I", "I;16", "P", "RGB", "RGBA"):
-        image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
-    params: dict[str, Any] = {"pnginfo": png_info(meta)}
-    if compress_level is not None:
-        params["compress_level"] = compress_level
-    if image.info.get("icc_profile"):
-        params["icc_profile"] = image.info["icc_profile"]
-    with atomic_file(path, durable=durable) as handle:
-        image.save(handle, format="PNG", **params)
-    return path
+        return write_png
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # --- reading ------------------------------------------------------------------------------------

@@ -6,21 +6,27 @@ compute"). Here 8-bit RGB and RGBA images are written with the "Up" filter on ev
 (one vectorised subtraction) and zlib at level 1, which for generated pictures gives files
 of about the size of Pillow's level 1 in well under half its CPU time; zlib also releases the
 GIL while it works, so the server's event loop runs on meanwhile. Other modes go through
-Pillow (:func:`sd35.metadata.write_png`). The chunks are the same as Pillow would write:
-IHDR, iCCP (when the image has a profile), the metadata's text chunks, IDAT, IEND.
+Pillow (:func:`encode_png_pillow`). The chunks are the same as Pillow would write: IHDR, iCCP
+(when the image has a profile), the metadata's text chunks, IDAT, IEND.
+
+A backend that hands back a PNG (Inference Providers) needs no encode at all:
+:func:`png_with_metadata` splices our text chunks into its bytes behind IHDR (dropping the
+provider's own chunks of the same keywords), so the pixels are never decoded.
+
+Everything here returns bytes; writing files (atomically) is :mod:`sd35.image_files`' part.
 """
 
 from __future__ import annotations
 
+import io
 import struct
 import zlib
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, PngImagePlugin
 
-from sd35.metadata import ImageMetadata, atomic_file, png_info
-from sd35.metadata import write_png as write_png_pillow
+from sd35.metadata import FOOOCUS_SCHEME_KEY, JSON_KEY, PARAMETERS_KEY, ImageMetadata, png_info
 
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 #: PNG colour types of the modes written here (8 bits per sample).
@@ -72,12 +78,95 @@ def encode_png(
     )
 
 
-def write_png(image: Image.Image, path: Path, meta: ImageMetadata) -> Path:
-    """Save ``image`` with ``meta`` at ``path``, atomically and fsynced, as
-    :func:`sd35.metadata.write_png` does, but quickly for RGB and RGBA images."""
-    if image.mode not in _COLOUR_TYPES:
-        return write_png_pillow(image, path, meta, compress_level=COMPRESS_LEVEL)
-    data = encode_png(image, png_info(meta))
-    with atomic_file(Path(path)) as handle:
-        handle.write(data)
-    return Path(path)
+def encode_png_pillow(
+    image: Image.Image,
+    info: PngImagePlugin.PngInfo | None = None,
+    *,
+    compress_level: int | None = None,
+) -> bytes:
+    """The PNG file of ``image`` in any mode, through Pillow (modes PNG cannot hold become RGB
+    or RGBA; an ICC profile is kept). ``compress_level`` is zlib's 0-9 (None: Pillow's 6)."""
+    if image.mode not in ("1", "L", "LA", "I", "I;16", "P", "RGB", "RGBA"):
+        image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
+    params: dict[str, Any] = {}
+    if info is not None:
+        params["pnginfo"] = info
+    if compress_level is not None:
+        params["compress_level"] = compress_level
+    if image.info.get("icc_profile"):
+        params["icc_profile"] = image.info["icc_profile"]
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", **params)
+    return buffer.getvalue()
+
+
+def png_bytes(image: Image.Image, meta: ImageMetadata) -> bytes:
+    """The gallery's PNG of ``image`` with ``meta``'s chunks: quickly for RGB and RGBA, through
+    Pillow (at the same zlib level) for other modes."""
+    if image.mode in _COLOUR_TYPES:
+        return encode_png(image, png_info(meta))
+    return encode_png_pillow(image, png_info(meta), compress_level=COMPRESS_LEVEL)
+
+
+# --- a PNG that came encoded: our chunks spliced in, the pixels untouched -------------------------
+
+#: The keywords of the chunks we write (docs/metadata.md); a provider's own are dropped.
+_OUR_KEYWORDS = frozenset(
+    k.encode("latin-1") for k in (PARAMETERS_KEY, FOOOCUS_SCHEME_KEY, JSON_KEY)
+)
+_TEXT_KINDS = (b"tEXt", b"zTXt", b"iTXt")
+
+
+def png_chunks(data: bytes) -> list[tuple[bytes, memoryview]] | None:
+    """The chunks of a whole, sound PNG as ``(type, chunk bytes with length and CRC)``, or None
+    when ``data`` is not one (no signature, IHDR not first, a chunk cut off or with a wrong
+    CRC, no IEND). Reads no pixel data beyond the CRCs."""
+    view = memoryview(data)
+    if view[:8] != _SIGNATURE:
+        return None
+    chunks: list[tuple[bytes, memoryview]] = []
+    pos = 8
+    while pos + 12 <= len(view):
+        length, kind = struct.unpack_from(">I4s", view, pos)
+        end = pos + 12 + length
+        if end > len(view):
+            return None
+        (crc,) = struct.unpack_from(">I", view, end - 4)
+        if zlib.crc32(view[pos + 4 : end - 4]) != crc:
+            return None
+        chunks.append((kind, view[pos:end]))
+        pos = end
+        if kind == b"IEND":
+            break
+    if not chunks or chunks[0][0] != b"IHDR" or chunks[-1][0] != b"IEND":
+        return None
+    return chunks
+
+
+def png_size(data: bytes) -> tuple[int, int] | None:
+    """Width and height from a PNG's IHDR (no decoding); None if ``data`` is not a PNG."""
+    if len(data) < 24 or data[:8] != _SIGNATURE or data[12:16] != b"IHDR":
+        return None
+    width, height = struct.unpack_from(">II", data, 16)
+    return width, height
+
+
+def png_with_metadata(data: bytes, meta: ImageMetadata) -> bytes | None:
+    """``data`` (a PNG) with ``meta``'s text chunks right after IHDR, and any ``parameters``,
+    ``fooocus_scheme`` or ``sd35`` text chunk it carried dropped: the same chunks
+    :func:`png_bytes` writes, every other byte as it was (pixels identical, nothing decoded).
+    None when ``data`` is not a whole, sound PNG (decode and encode it instead)."""
+    chunks = png_chunks(data)
+    size = png_size(data)
+    if chunks is None or size is None or 0 in size:
+        return None
+    ours = [_chunk(kind, body) for kind, body, *_ in png_info(meta).chunks]
+    kept = [bytes(chunk) for kind, chunk in chunks[1:] if not _is_ours(kind, chunk)]
+    return b"".join([_SIGNATURE, bytes(chunks[0][1]), *ours, *kept])
+
+
+def _is_ours(kind: bytes, chunk: memoryview) -> bool:
+    if kind not in _TEXT_KINDS:
+        return False
+    keyword = bytes(chunk[8 : 8 + 80]).partition(b"\0")[0]
+    return keyword in _OUR_KEYWORDS

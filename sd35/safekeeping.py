@@ -10,7 +10,6 @@ gallery at the next ``retry`` (before every later save, and from the studio's ba
 from __future__ import annotations
 
 import errno
-import io
 import logging
 import tempfile
 import threading
@@ -18,11 +17,10 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image
-
 from sd35.errors import SD35Error
 from sd35.gallery import Reservation, SQLiteGalleryStore, StoredImage
-from sd35.metadata import ImageMetadata, write_png
+from sd35.image_files import write_encoded
+from sd35.metadata import ImageMetadata
 from sd35.space_client import Result
 
 log = logging.getLogger("sd35.safekeeping")
@@ -131,19 +129,16 @@ class SafeKeeper:
         user: str | None,
         reservation: Reservation | None = None,
     ) -> StoredImage:
-        # No thumbnail now: the gallery makes it when a listing first shows the image.
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()
-            return self.store.save(image, meta, user=user, thumbnail=False, reservation=reservation)
+        # No thumbnail now: the gallery makes it when a listing first shows the image. A PNG
+        # (Inference Providers) is stored as it came, with our chunks spliced in.
+        return self.store.save_encoded(data, meta, user=user, reservation=reservation)
 
     def _keep(self, data: bytes, meta: ImageMetadata, user: str | None) -> KeptImage:
         fallback: Path | None = None
         try:
             self.fallback_dir.mkdir(parents=True, exist_ok=True)
             path = self.fallback_dir / f"kept-{uuid.uuid4().hex}.png"
-            with Image.open(io.BytesIO(data)) as image:
-                image.load()
-                fallback = write_png(image, path, meta.with_extra(user=user))
+            fallback = write_encoded(data, path, meta.with_extra(user=user))
         except OSError as error:  # the fallback disk is full too: memory still holds it
             log.error("Could not keep a copy in %s either: %s", self.fallback_dir, error)
             fallback = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import random
 import signal
@@ -19,7 +20,8 @@ import pytest
 from PIL import Image
 
 from sd35.gallery import Page, SQLiteGalleryStore, StoredImage, new_image_id
-from sd35.metadata import ImageMetadata, read_metadata, write_png
+from sd35.image_files import write_png
+from sd35.metadata import ImageMetadata, read_metadata
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -217,6 +219,43 @@ def test_missing_thumbnail_is_made_again(store: SQLiteGalleryStore) -> None:
     with Image.open(path) as thumb:
         assert thumb.size == (128, 256)
     assert store.ensure_thumbnail(item.id, user="bob") is None
+
+
+def test_listing_a_page_reads_only_the_index(
+    store: SQLiteGalleryStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The page's first view (a page of rows, their thumbnails) opens no PNG and makes no
+    thumbnail that exists already, however many images the gallery holds."""
+    for n in range(5):
+        store.save(image(n), meta(f"picture {n}"), thumbnail=n != 0)
+    opened: list[object] = []
+    monkeypatch.setattr(Image, "open", lambda *args, **kwargs: opened.append(args))
+    page = store.list(limit=4)
+    assert [i.meta.prompt for i in page.items] == [f"picture {n}" for n in (4, 3, 2, 1)]
+    assert page.total == 5 and page.has_more
+    assert all(store.ensure_thumbnail(i.id) == i.thumbnail_path for i in page.items)
+    assert store.list(search="PICTURE 3").total == 1 and store.count() == 5
+    assert opened == []
+    monkeypatch.undo()  # the image without a thumbnail gets one from its PNG, once
+    (last,) = store.list(offset=4, limit=4).items
+    assert not last.thumbnail_path.exists()
+    assert store.ensure_thumbnail(last.id) == last.thumbnail_path and last.thumbnail_path.exists()
+
+
+def test_an_encoded_png_is_stored_byte_for_byte_but_its_text(store: SQLiteGalleryStore) -> None:
+    """A backend's PNG keeps its image data (nothing re-encoded); the index row, owner and
+    thumbnail-on-demand are as for any saved image."""
+    buffer = io.BytesIO()
+    image(9, size=(300, 200)).save(buffer, format="PNG", optimize=True)
+    provider = buffer.getvalue()
+    item = store.save_encoded(provider, meta("from a provider"), user="bob")
+    saved = item.path.read_bytes()
+    assert saved.endswith(provider[-12:]) and provider[33:] in saved  # all after IHDR, as sent
+    assert read_metadata(item.path) == item.meta and item.meta.extra["user"] == "bob"
+    assert store.get(item.id, "bob") == item and store.get(item.id, "alice") is None
+    assert not item.thumbnail_path.exists()
+    with Image.open(store.ensure_thumbnail(item.id)) as thumb:
+        assert thumb.size == (256, 171)
 
 
 def test_concurrent_threads(store: SQLiteGalleryStore) -> None:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import re
 import struct
 import tempfile
 import zlib
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,59 +17,25 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, PngImagePlugin
 
+from sd35 import image_files
 from sd35 import metadata as md
+from sd35.image_files import write_png
 from sd35.metadata import (
     ImageMetadata,
     NotAnImageError,
     parse_a1111,
     read_metadata,
     to_a1111,
-    write_png,
 )
 from sd35.params import GenerationRequest
+from sd35.png_writer import png_with_metadata
+from tests.a1111_reference import a1111_parse
 
 # --- reference readers, written from the readers' own code ----------------------------------------
 
-_REF_PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
-_REF_SIZE = re.compile(r"^(\d+)x(\d+)$")
-
-
-def reference_a1111(text: str) -> dict[str, Any]:
-    """AUTOMATIC1111's ``parse_generation_parameters`` (modules/infotext_utils.py), minus the
-    defaults it fills in afterwards."""
-    res: dict[str, Any] = {}
-    prompt = ""
-    negative_prompt = ""
-    done_with_prompt = False
-    *lines, lastline = text.strip().split("\n")
-    if len(_REF_PARAM.findall(lastline)) < 3:
-        lines.append(lastline)
-        lastline = ""
-    for line in lines:
-        line = line.strip()
-        if line.startswith("Negative prompt:"):
-            done_with_prompt = True
-            line = line[16:].strip()
-        if done_with_prompt:
-            negative_prompt += ("" if negative_prompt == "" else "\n") + line
-        else:
-            prompt += ("" if prompt == "" else "\n") + line
-    res["Prompt"] = prompt
-    res["Negative prompt"] = negative_prompt
-    for k, v in _REF_PARAM.findall(lastline):
-        try:
-            if v[0] == '"' and v[-1] == '"':
-                with contextlib.suppress(Exception):
-                    v = json.loads(v)
-            m = _REF_SIZE.match(v)
-            if m is not None:
-                res[f"{k}-1"] = m.group(1)
-                res[f"{k}-2"] = m.group(2)
-            else:
-                res[k] = v
-        except Exception:
-            pass
-    return res
+#: AUTOMATIC1111's ``parse_generation_parameters`` (modules/infotext_utils.py), minus the
+#: defaults it fills in afterwards.
+reference_a1111 = a1111_parse
 
 
 def comfyui_import(text: str) -> dict[str, Any] | None:
@@ -169,16 +135,7 @@ def test_from_request_records_the_seed_used_and_to_request_reproduces_it() -> No
     assert meta.created_at  # ISO 8601, with offset
     assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d$", meta.created_at)
     again = meta.to_request()
-    assert again == GenerationRequest(
-        prompt="a lighthouse",
-        negative_prompt="fog",
-        seed=987654,
-        randomize_seed=False,
-        width=832,
-        height=1024,
-        guidance_scale=3.5,
-        num_inference_steps=30,
-    )
+    assert again == replace(request, seed=987654, randomize_seed=False)
     assert again.validate() == again
 
 
@@ -523,10 +480,10 @@ def test_failed_write_leaves_neither_file_nor_temp(
 
 
 def test_temp_names_carry_the_writer_pid(tmp_path: Path) -> None:
-    name = md.temp_path(tmp_path, ".png").name
+    name = image_files.temp_path(tmp_path, ".png").name
     assert name.startswith(".tmp-") and name.endswith(".png")
-    assert md.temp_owner(name) == __import__("os").getpid()
-    assert md.temp_owner("a.png") is None
+    assert image_files.temp_owner(name) == __import__("os").getpid()
+    assert image_files.temp_owner("a.png") is None
 
 
 # --- reading other people's files and garbage -----------------------------------------------------
@@ -539,6 +496,33 @@ def png_with_texts(texts: dict[str, str]) -> bytes:
     buffer = io.BytesIO()
     small_image().save(buffer, format="PNG", pnginfo=info)
     return buffer.getvalue()
+
+
+def test_spliced_chunks_replace_the_files_own_of_the_same_keywords() -> None:
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", "theirs", zip=True)  # zTXt
+    info.add_itxt("sd35", '{"prompt": "theirs"}')
+    info.add_text("Comment", "kept")
+    buffer = io.BytesIO()
+    small_image().save(buffer, format="PNG", pnginfo=info)
+    meta = meta_for("ours, ünïcode")
+    spliced = png_with_metadata(buffer.getvalue(), meta)
+    assert spliced is not None
+    assert read_metadata(spliced) == meta
+    texts = md.read_texts(spliced)
+    assert texts["parameters"] == md.to_a1111(meta) and texts["Comment"] == "kept"
+    assert b"theirs" not in spliced
+    with Image.open(io.BytesIO(spliced)) as ours:
+        assert ours.tobytes() == small_image().tobytes()
+
+
+def test_a_png_that_is_not_whole_and_sound_is_not_spliced() -> None:
+    good = png_with_texts({})
+    crc_broken = bytearray(good)
+    crc_broken[-20] ^= 0xFF  # inside the last IDAT's data
+    for bad in (good[:-12], bytes(crc_broken), good[8:], b"GIF89a" + good[6:]):
+        assert png_with_metadata(bad, meta_for("x")) is None
+    assert png_with_metadata(good, meta_for("x")) is not None
 
 
 def test_reads_a1111_parameters_when_our_chunk_is_missing() -> None:

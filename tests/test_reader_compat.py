@@ -36,17 +36,26 @@ import json
 import re
 import struct
 import zlib
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import huggingface_hub.constants
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image, PngImagePlugin
 
-from sd35.metadata import ImageMetadata, to_a1111, write_png
+from sd35.backends import InferenceBackend, parse_spec
+from sd35.gallery import SQLiteGalleryStore
+from sd35.image_files import write_png
+from sd35.inference_standin import InferenceStandin, InferenceStandinConfig
+from sd35.metadata import ImageMetadata, to_a1111
 from sd35.params import aspect_ratio_presets, size_for_aspect_ratio
+from sd35.studio import store_result
+from tests.a1111_reference import A1111_PARAM, A1111_SIZE, a1111_parse, a1111_split
+from tests.inference_support import TOKEN
 
 # --- JavaScript helpers ---------------------------------------------------------------------------
 
@@ -116,42 +125,6 @@ def pillow_info(png: bytes) -> dict[str, Any]:
 
 
 # --- AUTOMATIC1111 --------------------------------------------------------------------------------
-
-_A1111_PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
-_A1111_SIZE = re.compile(r"^(\d+)x(\d+)$")
-
-
-def a1111_parse(text: str) -> dict[str, Any]:
-    """``parse_generation_parameters`` without the defaults it fills in afterwards."""
-    res: dict[str, Any] = {}
-    prompt = negative = ""
-    done_with_prompt = False
-    *lines, lastline = text.strip().split("\n")
-    if len(_A1111_PARAM.findall(lastline)) < 3:
-        lines.append(lastline)
-        lastline = ""
-    for line in lines:
-        line = line.strip()
-        if line.startswith("Negative prompt:"):
-            done_with_prompt = True
-            line = line[16:].strip()
-        if done_with_prompt:
-            negative += ("" if negative == "" else "\n") + line
-        else:
-            prompt += ("" if prompt == "" else "\n") + line
-    res["Prompt"], res["Negative prompt"] = prompt, negative
-    for k, v in _A1111_PARAM.findall(lastline):
-        try:
-            if v[0] == '"' and v[-1] == '"':
-                v = json.loads(v)
-            m = _A1111_SIZE.match(v)
-            if m is not None:
-                res[f"{k}-1"], res[f"{k}-2"] = m[1], m[2]
-            else:
-                res[k] = v
-        except Exception:
-            pass
-    return res
 
 
 def a1111_reads(png: bytes) -> Recovered:
@@ -227,29 +200,15 @@ def fooocus_extract_styles(prompt: str, negative: str) -> tuple[list[str], str, 
 
 def fooocus_a1111_to_json(metadata: str) -> dict[str, Any]:
     """``A1111MetadataParser.to_json`` (model/LoRA file look-ups left out: they only rename)."""
-    metadata_prompt = metadata_negative = ""
-    done_with_prompt = False
-    *lines, lastline = metadata.strip().split("\n")
-    if len(_A1111_PARAM.findall(lastline)) < 3:
-        lines.append(lastline)
-        lastline = ""
-    for line in lines:
-        line = line.strip()
-        if line.startswith("Negative prompt:"):
-            done_with_prompt = True
-            line = line[len("Negative prompt:") :].strip()
-        if done_with_prompt:
-            metadata_negative += ("" if metadata_negative == "" else "\n") + line
-        else:
-            metadata_prompt += ("" if metadata_prompt == "" else "\n") + line
+    metadata_prompt, metadata_negative, lastline = a1111_split(metadata)
     styles, prompt, negative = fooocus_extract_styles(metadata_prompt, metadata_negative)
     data: dict[str, Any] = {"prompt": prompt, "negative_prompt": negative}
     keys, values = list(_FOOOCUS_KEYS), list(_FOOOCUS_KEYS.values())
-    for k, v in _A1111_PARAM.findall(lastline):
+    for k, v in A1111_PARAM.findall(lastline):
         try:
             if v != "" and v[0] == '"' and v[-1] == '"':
                 v = fooocus_unquote(v)
-            m = _A1111_SIZE.match(v)
+            m = A1111_SIZE.match(v)
             if m is not None:
                 data["resolution"] = str((m[1], m[2]))
             else:
@@ -716,3 +675,106 @@ def test_property_numbers_survive_any_text_in_every_reader(prompt: str, negative
         assert fooocus.prompt == prompt
     if not re.match(r"^(\d+)x(\d+)$", negative):
         assert fooocus.negative == negative
+
+
+# --- a provider's PNG, stored with our chunks spliced in (not decoded and re-encoded) -----------
+
+#: What a provider that writes its own metadata puts in its PNG.
+PROVIDER_TEXTS = {
+    "parameters": "a cat\nNegative prompt: dog\nSteps: 3, CFG scale: 7, Seed: 1, Size: 64x64",
+    "fooocus_scheme": "fooocus",
+    "sd35": '{"prompt": "not ours"}',
+    "Software": "provider 1.0",
+}
+
+
+def png_text_chunks(png: bytes) -> list[tuple[bytes, bytes]]:
+    """(chunk type, keyword) of every text chunk, in file order."""
+    found, pos = [], 8
+    while pos < len(png):
+        length, kind = struct.unpack_from(">I4s", png, pos)
+        if kind in (b"tEXt", b"zTXt", b"iTXt"):
+            found.append((kind, png[pos + 8 : pos + 8 + length].partition(b"\0")[0]))
+        pos += 12 + length
+    return found
+
+
+def idat(png: bytes) -> bytes:
+    data, pos = b"", 8
+    while pos < len(png):
+        length, kind = struct.unpack_from(">I4s", png, pos)
+        if kind == b"IDAT":
+            data += png[pos + 8 : pos + 8 + length]
+        pos += 12 + length
+    return data
+
+
+@pytest.fixture(scope="module")
+def provider_files(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[dict[str, tuple[bytes, bytes]]]:
+    """Each sample made by the Inference backend on its loopback stand-in (whose PNGs carry
+    their own ``parameters``, ``fooocus_scheme`` and ``sd35``) and stored in a gallery: the
+    provider's bytes and the saved PNG's."""
+    folder = tmp_path_factory.mktemp("provider")
+    config = InferenceStandinConfig(texts=PROVIDER_TEXTS)
+    with pytest.MonkeyPatch.context() as patch, InferenceStandin(config) as standin:
+        patch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+        backend = InferenceBackend(
+            parse_spec(f"endpoint:{standin.url}"), token=TOKEN, download_dir=folder / "dl"
+        )
+        store = SQLiteGalleryStore(folder / "gallery")
+        made = {}
+        for name, meta in SAMPLES.items():
+            request = replace(meta.to_request(), width=256, height=256)
+            result = list(backend.generate(request))[-1]
+            stored = store_result(store, result, space="")
+            made[name] = (Path(result.path).read_bytes(), stored.path.read_bytes())
+        store.close()
+        yield made
+
+
+@pytest.mark.parametrize("reader", list(READERS))
+@pytest.mark.parametrize("name", list(SAMPLES))
+def test_a_providers_png_is_stored_with_ours_and_reads_back_in_every_reader(
+    provider_files: dict[str, tuple[bytes, bytes]], reader: str, name: str
+) -> None:
+    _, saved = provider_files[name]
+    want = replace(SAMPLES[name], width=256, height=256)
+    assert READERS[reader](saved) == expected(want)
+
+
+def test_a_providers_png_keeps_its_pixels_and_ends_with_our_chunks_only(
+    provider_files: dict[str, tuple[bytes, bytes]],
+) -> None:
+    for provider, saved in provider_files.values():
+        assert (b"tEXt", b"parameters") in png_text_chunks(provider)  # the provider's own
+        # Ours once each, right after IHDR; the provider's "Software" (another keyword) stays.
+        keywords = [keyword for _, keyword in png_text_chunks(saved)]
+        assert keywords == [b"parameters", b"fooocus_scheme", b"sd35", b"Software"]
+        assert saved[12:16] == b"IHDR" and saved[37:41] in (b"tEXt", b"iTXt")
+        assert idat(saved) == idat(provider)  # not re-encoded
+        with Image.open(io.BytesIO(provider)) as theirs, Image.open(io.BytesIO(saved)) as ours:
+            assert ours.tobytes() == theirs.tobytes() and ours.size == theirs.size
+            assert ours.info["fooocus_scheme"] == "a1111"
+        assert "not ours" not in saved.decode("latin-1")
+        assert TOKEN.encode() not in saved
+
+
+@pytest.mark.parametrize("kind", ["JPEG", "WEBP"])
+def test_a_providers_jpeg_or_webp_is_decoded_once_into_our_png(
+    kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    with InferenceStandin(InferenceStandinConfig(image_format=kind)) as standin:
+        backend = InferenceBackend(parse_spec(f"endpoint:{standin.url}"), download_dir=tmp_path)
+        meta = SAMPLES["plain"]
+        result = list(backend.generate(replace(meta.to_request(), width=256, height=256)))[-1]
+    with SQLiteGalleryStore(tmp_path / "gallery") as store:
+        stored = store_result(store, result, space="")
+    saved = stored.path.read_bytes()
+    assert saved.startswith(b"\x89PNG\r\n\x1a\n")
+    for reader in READERS.values():
+        assert reader(saved) == expected(replace(meta, width=256, height=256))
+    with Image.open(result.path) as theirs, Image.open(stored.path) as ours:
+        assert ours.convert("RGB").tobytes() == theirs.convert("RGB").tobytes()
