@@ -342,7 +342,7 @@ def test_proxy_down_is_named(space, client_for) -> None:
     ],
 )
 def test_space_states_from_the_hub(stage, error, words, client_for, monkeypatch) -> None:
-    from sd35.space_client import ClientSettings, diagnose
+    from sd35.space_client import ClientSettings, map_error
 
     with FakeHub(stage) as hub:
         settings = ClientSettings(
@@ -355,6 +355,6 @@ def test_space_states_from_the_hub(stage, error, words, client_for, monkeypatch)
             read_timeout=2,
             hub_url=hub.url,
         )
-        mapped = diagnose(ConnectionError("refused"), settings)
+        mapped = map_error(ConnectionError("refused"), settings)
     assert isinstance(mapped, error)
     assert words in mapped.message
