@@ -662,8 +662,9 @@ def _split_output(output: Any) -> tuple[str | None, int | None]:
 # failure from gradio_client, httpx or the OS becomes one sd35 error here: FOREIGN_ERRORS says
 # what each foreign exception means, map_error applies it. A gr.Error raised by the Space is read
 # by its words (SPACE_WORDINGS), a failure to reach the Space by the HTTP status (STATUS_ERRORS),
-# the proxy and the Space's stage on the Hub (HUB_STAGES). Each message is written once, in the
-# function that builds its error. See docs/space-api.md, "Failures and their wordings".
+# the proxy and the Space's stage on the Hub (HUB_STAGES). Each message is written once: as the
+# error class's ``default_message`` (sd35/errors.py) when its wording never varies, else in the
+# one function here that builds it. See docs/space-api.md, "Failures and their wordings".
 
 #: Turns one failure into an sd35 error, or None: "nothing specific, use the fallback".
 Rule = Callable[[BaseException, ClientSettings], SD35Error | None]
@@ -723,10 +724,6 @@ def map_app_error(message: str | None, settings: ClientSettings) -> SD35Error:
     return GenerationFailedError(f"The Space reported an error: {text}", space_message=text)
 
 
-def _queue_full(*_: object) -> QueueFullError:
-    return QueueFullError("The Space's queue is full right now. Wait a minute and try again.")
-
-
 def _too_many(*_: object) -> QueueFullError:
     return QueueFullError(
         "The Space is turning requests away (too many requests). Wait a minute and try again."
@@ -737,13 +734,6 @@ def _refused(_: object, settings: ClientSettings) -> SpaceUnavailableError:
     return SpaceUnavailableError(
         f"The Space at {settings.url} refused access. It may be private or gated: "
         "set a Hugging Face token (HF_TOKEN) that may use it."
-    )
-
-
-def _connection_lost(*_: object) -> ConnectionLostError:
-    return ConnectionLostError(
-        "The connection to the Space dropped before the image arrived (the Space may have "
-        "restarted or crashed). Your settings are kept: try again."
     )
 
 
@@ -773,30 +763,21 @@ def _stage_error(stage: str) -> SpaceError | None:
             f"The Space is broken ({stage.replace('_', ' ').lower()}); only its owner can fix it. "
             "Try another Space with --space."
         )
-    build = HUB_STAGES.get(stage)
-    return build() if build else None
+    error = HUB_STAGES.get(stage)
+    return error() if error else None
 
 
-def _starting() -> SpaceBuildingError:
-    return SpaceBuildingError(
-        "The Space is starting up (building or restarting). Try again in a few minutes."
-    )
-
-
-#: The Hub's runtime stages of a Space that explain why it does not answer.
-HUB_STAGES: dict[str, Callable[[], SpaceError]] = {
-    "SLEEPING": lambda: SpaceSleepingError(
-        "The Space is asleep. Your request wakes it, which takes a few minutes; try again then."
-    ),
-    "BUILDING": _starting,
-    "APP_STARTING": _starting,
-    "RUNNING_BUILDING": _starting,
-    "RUNNING_APP_STARTING": _starting,
-    "PAUSED": lambda: SpacePausedError(
-        "The Space is paused by its owner; it cannot generate until they restart it."
-    ),
+#: The Hub's runtime stages of a Space that explain why it does not answer (each error's
+#: message is its ``default_message``); any stage ending in ERROR means broken.
+HUB_STAGES: dict[str, type[SpaceError]] = {
+    "SLEEPING": SpaceSleepingError,
+    "BUILDING": SpaceBuildingError,
+    "APP_STARTING": SpaceBuildingError,
+    "RUNNING_BUILDING": SpaceBuildingError,
+    "RUNNING_APP_STARTING": SpaceBuildingError,
+    "PAUSED": SpacePausedError,
+    "STOPPED": SpacePausedError,
 }
-HUB_STAGES["STOPPED"] = HUB_STAGES["PAUSED"]
 
 
 def _unreachable(exc: BaseException, settings: ClientSettings) -> SpaceError:
@@ -828,22 +809,23 @@ def _unreachable(exc: BaseException, settings: ClientSettings) -> SpaceError:
 def _server_stopped(exc: BaseException, settings: ClientSettings) -> SD35Error | None:
     # gradio_client raises ValueError("Server stopped ...") when the stream ends without a
     # result; any other ValueError says nothing by its type.
-    return _connection_lost() if "Server stopped" in str(exc) else None
+    return ConnectionLostError() if "Server stopped" in str(exc) else None
 
 
-#: What each foreign exception means. The most specific class wins (the first one of the
+#: What each foreign exception means: an sd35 error class (whose default message says it all)
+#: or a rule that reads the exception. The most specific class wins (the first of the
 #: exception's MRO found here); a rule that returns None leaves it to ``map_error``'s fallback.
-FOREIGN_ERRORS: dict[type[BaseException], Rule] = {
+FOREIGN_ERRORS: dict[type[BaseException], type[SD35Error] | Rule] = {
     SD35Error: lambda exc, _: exc if isinstance(exc, SD35Error) else None,  # already ours
     AppError: lambda exc, settings: map_app_error(getattr(exc, "message", None), settings),
     ValidationError: _rejected,  # gradio_client refused the arguments before sending
-    QueueError: _queue_full,  # HTTP 503 "Queue is full" when joining the queue
+    QueueError: QueueFullError,  # HTTP 503 "Queue is full" when joining the queue
     TooManyRequestsError: _too_many,
     AuthenticationError: _refused,
     # gradio_client's ways of saying the stream dropped: a cancelled future, or a KeyError on
     # the completion message that never came.
-    concurrent.futures.CancelledError: _connection_lost,
-    KeyError: _connection_lost,
+    concurrent.futures.CancelledError: ConnectionLostError,
+    KeyError: ConnectionLostError,
     ValueError: _server_stopped,
     httpx.HTTPError: _unreachable,
     OSError: _unreachable,
@@ -857,7 +839,10 @@ def map_error(
     means "could not reach the Space" while ``connecting``, else an unexpected failure."""
     for cls in type(exc).__mro__:
         if cls in FOREIGN_ERRORS:
-            if (error := FOREIGN_ERRORS[cls](exc, settings)) is not None:
+            meaning = FOREIGN_ERRORS[cls]
+            if isinstance(meaning, type):
+                return meaning()
+            if (error := meaning(exc, settings)) is not None:
                 return error
             break
     return _unreachable(exc, settings) if connecting else _unexpected(exc, settings)
