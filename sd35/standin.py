@@ -143,11 +143,11 @@ class StandinConfig:
     jobs_failed: int = 0
     jobs_cancelled: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
-    #: Notified (under ``lock``) whenever a job ends: what ``wait_ended`` waits on.
-    ended: threading.Condition = field(init=False, repr=False, compare=False)
+    #: Notified (under ``lock``) whenever a job starts or ends: what the waits wait on.
+    changed: threading.Condition = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        self.ended = threading.Condition(self.lock)
+        self.changed = threading.Condition(self.lock)
 
     def take_fault(self) -> str | None:
         """The fault for the request starting now: ``fault_once`` (consumed) or ``fault``."""
@@ -177,11 +177,11 @@ class StandinConfig:
         return QUOTA_WAIT_MESSAGE.replace("0:09:48", self.quota_retry_in)
 
     def count(self, counter: str) -> None:
-        """Add one to ``jobs_<counter>`` (thread-safe) and wake whoever waits on ``ended``."""
-        with self.ended:
+        """Add one to ``jobs_<counter>`` (thread-safe) and wake whoever waits."""
+        with self.changed:
             name = f"jobs_{counter}"
             setattr(self, name, getattr(self, name) + 1)
-            self.ended.notify_all()
+            self.changed.notify_all()
 
     @property
     def jobs_ended(self) -> int:
@@ -192,20 +192,24 @@ class StandinConfig:
         """Block until ``count`` jobs in all have ended and none is still running (every job
         that started has ended); ``TimeoutError`` after ``timeout`` seconds. How a test learns
         that a cancelled job is over, instead of sleeping for as long as it would have run."""
-        with self.ended:
-            if not self.ended.wait_for(
-                lambda: self.jobs_ended >= count and self.jobs_ended == self.jobs_started, timeout
-            ):
+        self._wait(lambda: count <= self.jobs_ended == self.jobs_started, timeout, f"{count} ended")
+
+    def wait_started(self, count: int, timeout: float = 20.0) -> None:
+        """Block until ``count`` jobs in all have started; ``TimeoutError`` after ``timeout``."""
+        self._wait(lambda: self.jobs_started >= count, timeout, f"{count} started")
+
+    def _wait(self, reached: Callable[[], bool], timeout: float, what: str) -> None:
+        with self.changed:
+            if not self.changed.wait_for(reached, timeout):
                 raise TimeoutError(
-                    f"stand-in: {self.jobs_ended} of {self.jobs_started} started jobs ended, "
-                    f"waited for {count}"
+                    f"stand-in: waited {timeout:g} s for {what}; {self.jobs_started} started, "
+                    f"{self.jobs_ended} ended"
                 )
 
     @contextlib.contextmanager
     def job_outcome(self) -> Iterator[None]:
         """Around one job: counts its start, and how it ended however it ends (``finally``)."""
-        with self.lock:
-            self.jobs_started += 1
+        self.count("started")
         outcome = "failed"
         try:
             yield
