@@ -332,18 +332,20 @@ def test_proxy_down_is_named(space, client_for) -> None:
         client.generate(small()).run()
 
 
-@pytest.mark.parametrize(
-    ("stage", "error", "words"),
-    [
-        ("SLEEPING", SpaceSleepingError, "asleep"),
-        ("BUILDING", SpaceBuildingError, "starting up"),
-        ("PAUSED", SpacePausedError, "paused"),
-        ("RUNTIME_ERROR", SpacePausedError, "broken"),
-    ],
-)
-def test_space_states_from_the_hub(stage, error, words, client_for, monkeypatch) -> None:
+#: A stage the Hub reports for a Space -> the error and words a user then sees.
+HUB_STAGE_ERRORS = {
+    "SLEEPING": (SpaceSleepingError, "asleep"),
+    "BUILDING": (SpaceBuildingError, "starting up"),
+    "PAUSED": (SpacePausedError, "paused"),
+    "RUNTIME_ERROR": (SpacePausedError, "broken"),
+}
+
+
+@pytest.mark.parametrize("stage", HUB_STAGE_ERRORS)
+def test_space_states_from_the_hub(stage, client_for, monkeypatch) -> None:
     from sd35.space_client import ClientSettings, map_error
 
+    error, words = HUB_STAGE_ERRORS[stage]
     with FakeHub(stage) as hub:
         settings = ClientSettings(
             url=f"http://127.0.0.1:{closed_port()}/",

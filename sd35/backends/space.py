@@ -13,6 +13,10 @@ from sd35.space_client import Event, Generation, Result, SpaceClient, space_url
 
 #: What the official Space's /infer serves.
 SPACE_MODEL = "stabilityai-stable-diffusion-3.5-large"
+#: What a Space offers; ``bounds`` are the documented ones until its schema has been read.
+SPACE_CAPABILITIES = Capabilities(
+    previews=True, step_progress=True, cancel=True, bounds=SpaceSchema(), can_bill=False
+)
 
 
 class SpaceBackend(Backend):
@@ -40,13 +44,7 @@ class SpaceBackend(Backend):
     @property
     def capabilities(self) -> Capabilities:  # type: ignore[override]
         # Bounds follow the Space's own schema once it has been read.
-        return Capabilities(
-            previews=True,
-            step_progress=True,
-            cancel=True,
-            bounds=self.client.cached_schema(),
-            can_bill=False,
-        )
+        return dataclasses.replace(SPACE_CAPABILITIES, bounds=self.client.cached_schema())
 
     def schema(self) -> SpaceSchema:
         return self.client.cached_schema()
