@@ -207,9 +207,14 @@ class StandinConfig:
                 )
 
     @contextlib.contextmanager
-    def job_outcome(self) -> Iterator[None]:
-        """Around one job: counts its start, and how it ended however it ends (``finally``)."""
-        self.count("started")
+    def job_outcome(self, request: gr.Request | None, inputs: dict[str, Any]) -> Iterator[None]:
+        """Around one job: records what it was sent and counts its start (at once, so a test
+        that saw the count sees the inputs), then counts how it ended, however it ends."""
+        with self.changed:
+            self.seen_headers.append(dict(request.headers) if request is not None else {})
+            self.seen_inputs.append(inputs)
+            self.jobs_started += 1
+            self.changed.notify_all()
         outcome = "failed"
         try:
             yield
@@ -474,12 +479,8 @@ def build_standin(
             await asyncio.sleep(min(left, 0.1))
         _pause(0)
 
-    def _begin(request: gr.Request | None, inputs: dict[str, Any]) -> tuple[str | None, int, int]:
-        """Record the request and take its fault; return (fault, seed, steps)."""
-        headers = dict(request.headers) if request is not None else {}
-        with config.lock:
-            config.seen_headers.append(headers)
-            config.seen_inputs.append(inputs)
+    def _begin(inputs: dict[str, Any]) -> tuple[str | None, int, int]:
+        """Take the job's fault; return (fault, seed, steps)."""
         fault = config.take_fault()
         seed = int(inputs["seed"])
         if inputs["randomize_seed"]:
@@ -533,8 +534,8 @@ def build_standin(
         # If the client cancels a returning job, Gradio cancels the asyncio task awaiting
         # this worker thread, but the thread itself runs on to the end (a sync function cannot
         # be interrupted) and its result is thrown away: it counts as finished, not cancelled.
-        with config.job_outcome():
-            fault, seed_used, steps = _begin(request, inputs)
+        with config.job_outcome(request, inputs):
+            fault, seed_used, steps = _begin(inputs)
             _pause(config.queue_hold)
             strike_at = _refuse(fault, steps)
             # Like diffusers' `progress_bar(total=...)`; Gradio's tqdm patch turns each
@@ -557,8 +558,8 @@ def build_standin(
         its first yield would be left suspended until garbage collection, neither finished
         nor cancelled. Painting runs in worker threads, off the server's event loop."""
         inputs, request = _arguments(args)
-        with config.job_outcome():
-            fault, seed_used, steps = _begin(request, inputs)
+        with config.job_outcome(request, inputs):
+            fault, seed_used, steps = _begin(inputs)
             await _pause_async(config.queue_hold)
             strike_at = _refuse(fault, steps)
             previews = _preview_steps(steps, config.preview_every)
