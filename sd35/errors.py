@@ -30,10 +30,12 @@ class SD35Error(Exception):
 
     #: Short category shown before the message in the UI and used by the CLI.
     title = "Error"
+    #: The message of an error whose wording never varies, so that it is written once.
+    default_message = ""
 
-    def __init__(self, message: str) -> None:
-        self.message = message
-        super().__init__(message)
+    def __init__(self, message: str | None = None) -> None:
+        self.message = message or self.default_message
+        super().__init__(self.message)
 
 
 class InvalidRequestError(SD35Error, ValueError):
@@ -69,18 +71,25 @@ class SpaceSleepingError(SpaceUnavailableError):
     """The Space is asleep; the first request wakes it, which takes a few minutes."""
 
     title = "Space is asleep"
+    default_message = (
+        "The Space is asleep. Your request wakes it, which takes a few minutes; try again then."
+    )
 
 
 class SpaceBuildingError(SpaceUnavailableError):
     """The Space is building or starting up."""
 
     title = "Space is starting"
+    default_message = (
+        "The Space is starting up (building or restarting). Try again in a few minutes."
+    )
 
 
 class SpacePausedError(SpaceUnavailableError):
     """The Space is paused or broken; only its owner can fix that."""
 
     title = "Space is not running"
+    default_message = "The Space is paused by its owner; it cannot generate until they restart it."
 
 
 class EndpointMissingError(SpaceError):
@@ -124,6 +133,7 @@ class QueueFullError(SpaceError):
     """The Space's queue is full (HTTP 503)."""
 
     title = "Queue full"
+    default_message = "The Space's queue is full right now. Wait a minute and try again."
 
 
 class GenerationFailedError(SpaceError):
@@ -131,7 +141,7 @@ class GenerationFailedError(SpaceError):
 
     title = "Generation failed"
 
-    def __init__(self, message: str, space_message: str | None = None) -> None:
+    def __init__(self, message: str | None = None, space_message: str | None = None) -> None:
         self.space_message = space_message
         super().__init__(message)
 
@@ -140,6 +150,10 @@ class ConnectionLostError(GenerationFailedError):
     """The connection to the Space dropped before the image arrived."""
 
     title = "Connection lost"
+    default_message = (
+        "The connection to the Space dropped before the image arrived (the Space may have "
+        "restarted or crashed). Your settings are kept: try again."
+    )
 
 
 class SpaceTimeoutError(SpaceError, TimeoutError):

@@ -10,11 +10,10 @@ Design notes (why it looks like this):
   job (saves two round trips); a client whose job was cancelled or failed is thrown away.
 * Space ids are turned into their ``*.hf.space`` URL here, because ``gradio_client`` would
   otherwise ask the Hub API with ``huggingface_hub``, which ignores our proxy.
-* We cancel with our own ``POST /cancel`` (through the proxy) rather than ``Job.cancel()``,
-  which sends one of its requests around the proxy.
-* Events are read from the job's update queue by polling it without awaiting, which is safe
-  across threads (``gradio_client`` fills an ``asyncio.Queue`` from its worker threads, and
-  awaiting it from another loop is not).
+* Every use of ``gradio_client`` beyond its documented API (the job's update queue and id,
+  our own ``POST /cancel``) is in ``sd35.gradio_adapter.GradioJob``, with the reason beside it.
+* Failures become ``sd35.errors`` through one table (``FOREIGN_ERRORS``), as httpx maps
+  httpcore's exceptions; see "error mapping" below and docs/space-api.md.
 """
 
 from __future__ import annotations
@@ -31,7 +30,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -65,6 +64,7 @@ from sd35.errors import (
     SpaceUnavailableError,
     redact,
 )
+from sd35.gradio_adapter import GradioJob
 from sd35.params import DEFAULT_SPACE, GenerationRequest, SpaceSchema
 from sd35.tokens import environment_token, token_for
 
@@ -226,6 +226,9 @@ class SpaceClient:
         # The one token rule (sd35.tokens): a given token is explicit, HF_TOKEN is not.
         token = token_for(url, token, True) if token else token_for(url, environment_token(), False)
         self.space = space
+        self.url = url
+        #: Whether a token is sent (never the token itself).
+        self.has_token = bool(token)
         self.api_name = api_name
         self.timeout = timeout
         self.retries = retries
@@ -242,14 +245,6 @@ class SpaceClient:
         self._pool = _ClientPool(self.settings, api_name=api_name, retries=retries)
         self._schema: SpaceSchema | None = None
         self._schema_lock = threading.Lock()
-
-    @property
-    def url(self) -> str:
-        return self.settings.url
-
-    @property
-    def has_token(self) -> bool:
-        return bool(self.settings.token)
 
     def __repr__(self) -> str:  # never show the token
         return f"SpaceClient({self.space!r}, token={'***' if self.has_token else None})"
@@ -286,7 +281,7 @@ class SpaceClient:
                 return SpaceStatus(True, queue_size=response.json().get("queue_size"))
             raise httpx.HTTPStatusError("status", request=response.request, response=response)
         except (httpx.HTTPError, ValueError) as exc:
-            error = diagnose(exc, settings)
+            error = map_error(exc, settings, connecting=True)
             return SpaceStatus(False, problem=error.message)
 
     # -- generation -----------------------------------------------------------------------------
@@ -346,7 +341,7 @@ class _ClientPool:
                 ssl_verify=shared_ssl_context(),  # type: ignore[arg-type]  # httpx takes it
             )
         except Exception as exc:
-            raise diagnose(exc, settings) from None
+            raise map_error(exc, settings, connecting=True) from None
         info = client.view_api(print_info=False, return_format="dict")
         named = info.get("named_endpoints", {}) if isinstance(info, dict) else {}
         if self._api_name not in named:
@@ -370,8 +365,14 @@ def with_retries(action: Any, retries: int, *, base_delay: float = 0.5) -> Any:
             transient = type(exc) is SpaceUnavailableError or isinstance(exc, SpaceBuildingError)
             if not transient or attempt == retries:
                 raise
-            time.sleep(min(base_delay * 2**attempt, 8.0))
+            time.sleep(backoff(base_delay, attempt + 1))
     raise AssertionError("unreachable")
+
+
+def backoff(first: float, failures: int, cap: float = 8.0) -> float:
+    """How long to wait after ``failures`` failures in a row: ``first``, doubling with each
+    further failure, never more than ``cap``."""
+    return min(first * 2 ** max(0, failures - 1), cap)
 
 
 # --- one generation ----------------------------------------------------------------------------
@@ -380,7 +381,7 @@ def with_retries(action: Any, retries: int, *, base_delay: float = 0.5) -> Any:
 @dataclass
 class _JobState:
     client: Client | None = None
-    job: Any = None
+    job: GradioJob | None = None
     started_at: float = 0.0
     deadline: float = 0.0
     attempts: int = 0
@@ -482,10 +483,10 @@ class Generation:
         with self._lock:
             state.client = client
             try:
-                state.job = client.submit(*self.request.as_inputs(), api_name=self._space.api_name)
+                state.job = GradioJob(client, self._space.api_name, self.request.as_inputs())
             except Exception as exc:  # gradio_client checks arguments before sending
                 state.finished = True
-                raise map_job_error(exc, self._space.settings) from None
+                raise map_error(exc, self._space.settings) from None
         if self.cancelled:  # cancel() came while we were connecting: nobody else will send it
             self._abandon(release=state.finished)
 
@@ -498,7 +499,7 @@ class Generation:
             return [], 0.0
         job = state.job
         done = job.done()  # read before draining so no update that precedes "done" is missed
-        events = _latest_only([e for update in _drain(job) for e in self._translate(update)])
+        events = _latest_only([e for update in job.updates() for e in self._translate(update)])
         if self.cancelled:
             gave_up = time.monotonic() > (state.cancelled_at or 0.0) + CANCEL_GRACE
             if done or gave_up or time.monotonic() > state.deadline:
@@ -508,7 +509,7 @@ class Generation:
             outcome = self._outcome(job)
             if outcome == "retry":
                 self._release(reusable=False)
-                state.retry_in = min(0.5 * 2 ** (state.attempts - 1), 8.0)
+                state.retry_in = backoff(0.5, state.attempts)
                 return events, state.retry_in
             events.append(outcome)
             state.finished = True
@@ -550,20 +551,19 @@ class Generation:
             return [Progress(step[0], step[1], unit.unit, unit.desc)]
         return []
 
-    def _outcome(self, job: Any) -> Result | str:
+    def _outcome(self, job: GradioJob) -> Result | str:
         """The final event of a finished job, or ``"retry"``; raises the mapped error."""
         state = self._state
         settings = self._space.settings
         try:
-            output = job.result(timeout=0)
+            output = job.result()
         except Exception as exc:
             # Nothing was accepted by the Space yet (no event id): safe to try again.
-            never_sent = getattr(job.communicator, "event_id", None) is None
-            retryable = isinstance(exc, httpx.TransportError) and never_sent
+            retryable = isinstance(exc, httpx.TransportError) and job.event_id is None
             if retryable and state.attempts <= self._space.retries:
                 return "retry"
             self._release(reusable=False)
-            raise map_job_error(exc, settings) from None
+            raise map_error(exc, settings) from None
         self._release(reusable=True)
         image, seed = _split_output(output)
         if image is None:
@@ -592,32 +592,14 @@ class Generation:
         """POST /cancel for our job through our own settings (proxy included), once."""
         with self._lock:
             state = self._state
-            client, job = state.client, state.job
-            if client is None or job is None or state.cancel_sent:
+            job = state.job
+            if state.client is None or job is None or state.cancel_sent:
                 return
             state.cancel_sent = True
-        # The job's id is set just after the Space accepts it; updates can arrive first.
-        deadline = time.monotonic() + 2.0
-        while getattr(job.communicator, "event_id", None) is None and not job.done():
-            if time.monotonic() > deadline:
-                return  # never accepted: there is nothing to cancel on the Space
-            time.sleep(POLL_INTERVAL)
-        event_id = getattr(job.communicator, "event_id", None)
-        fn_index = client._infer_fn_index(self._space.api_name, None)
-        settings = self._space.settings
+        if job.wait_accepted(timeout=2.0) is None:
+            return  # never accepted: there is nothing to cancel on the Space
         with contextlib.suppress(httpx.HTTPError):
-            httpx.post(
-                urllib.parse.urljoin(client.src_prefixed, "cancel"),
-                json={
-                    "fn_index": fn_index,
-                    "session_hash": client.session_hash,
-                    "event_id": event_id,
-                },
-                headers={**client.headers},
-                cookies=client.cookies,
-                verify=shared_ssl_context(),
-                **settings.httpx_kwargs(),
-            )
+            job.send_cancel(verify=shared_ssl_context(), **self._space.settings.httpx_kwargs())
 
     def _release(self, *, reusable: bool) -> None:
         with self._lock:
@@ -653,18 +635,6 @@ def _latest_only(events: list[Event]) -> list[Event]:
     return kept
 
 
-def _drain(job: Any) -> list[Any]:
-    queue = getattr(job.communicator, "updates", None)
-    updates: list[Any] = []
-    if queue is None:
-        return updates
-    while True:
-        try:
-            updates.append(queue.get_nowait())
-        except asyncio.QueueEmpty:
-            return updates
-
-
 def _first_file(outputs: Any) -> str | None:
     value = outputs[0] if isinstance(outputs, (list, tuple)) and outputs else outputs
     if isinstance(value, dict):
@@ -686,12 +656,23 @@ def _split_output(output: Any) -> tuple[str | None, int | None]:
 
 
 # --- error mapping -----------------------------------------------------------------------------
+#
+# As httpx maps httpcore's exceptions to its own (one dict, one function that applies it), every
+# failure from gradio_client, httpx or the OS becomes one sd35 error here: FOREIGN_ERRORS says
+# what each foreign exception means, map_error applies it. A gr.Error raised by the Space is read
+# by its words (SPACE_WORDINGS), a failure to reach the Space by the HTTP status (STATUS_ERRORS),
+# the proxy and the Space's stage on the Hub (HUB_STAGES). Each message is written once: as the
+# error class's ``default_message`` (sd35/errors.py) when its wording never varies, else in the
+# one function here that builds it. See docs/space-api.md, "Failures and their wordings".
+
+#: Turns one failure into an sd35 error, or None: "nothing specific, use the fallback".
+Rule = Callable[[BaseException, ClientSettings], SD35Error | None]
 
 _QUOTA = re.compile(r"exceeded your (?:free )?GPU quota|GPU quota exceeded|ZeroGPU quota", re.I)
 _RETRY_IN = re.compile(r"retry in (\d+):(\d{1,2}):(\d{1,2})", re.I)
 _OUT_OF_RANGE = re.compile(r"Value (\S+) is (less|greater) than (minimum|maximum) value (\S+)")
+_HIDDEN_ERROR = re.compile(re.escape("has not enabled verbose error reporting"))
 _TAG = re.compile(r"<[^>]+>")
-_HIDDEN_ERROR = "has not enabled verbose error reporting"
 
 
 def plain_text(html: str) -> str:
@@ -710,96 +691,160 @@ def quota_error(message: str, *, has_token: bool) -> QuotaExceededError:
     return QuotaExceededError(text, retry_after=wait, has_token=has_token)
 
 
-def map_app_error(message: str | None, settings: ClientSettings) -> SD35Error:
-    """Turn the text of a remote ``gr.Error`` into the matching sd35 error."""
-    text = redact(plain_text(message or ""), settings.token)
-    if _QUOTA.search(text):
-        return quota_error(text, has_token=bool(settings.token))
-    if match := _OUT_OF_RANGE.search(text):
-        return InvalidRequestError("request", match.group(1), f"The Space rejected a value: {text}")
-    if not text or _HIDDEN_ERROR in text:
-        return GenerationFailedError(
-            "The Space failed while generating and did not say why (it hides error details). "
-            "Try again; if it keeps failing, the Space may be overloaded or broken."
-        )
-    return GenerationFailedError(f"The Space reported an error: {text}", space_message=text)
-
-
-def map_job_error(exc: BaseException, settings: ClientSettings) -> SD35Error:
-    """Turn whatever a ``gradio_client`` job raised into one sd35 error."""
-    if isinstance(exc, SD35Error):
-        return exc
-    if isinstance(exc, AppError):
-        return map_app_error(exc.message, settings)
-    if isinstance(exc, ValidationError):
-        return InvalidRequestError(
-            "request", None, f"The Space rejected the request: {redact(str(exc), settings.token)}"
-        )
-    if isinstance(exc, QueueError):
-        return QueueFullError("The Space's queue is full right now. Wait a minute and try again.")
-    if isinstance(exc, concurrent.futures.CancelledError | KeyError) or (
-        isinstance(exc, ValueError) and "Server stopped" in str(exc)
-    ):
-        return ConnectionLostError(
-            "The connection to the Space dropped before the image arrived (the Space may have "
-            "restarted or crashed). Your settings are kept: try again."
-        )
-    if isinstance(exc, httpx.HTTPError | OSError | TooManyRequestsError | AuthenticationError):
-        return diagnose(exc, settings)
+def _hidden_error(*_: object) -> GenerationFailedError:
     return GenerationFailedError(
-        f"Unexpected failure talking to the Space: {redact(str(exc), settings.token)}"
+        "The Space failed while generating and did not say why (it hides error details). "
+        "Try again; if it keeps failing, the Space may be overloaded or broken."
     )
 
 
-def diagnose(exc: BaseException, settings: ClientSettings) -> SpaceError:
-    """Explain a failure to reach the Space: proxy, auth, rate limit, sleeping/building/paused
-    (asked of the Hub for a known Space id), or plainly unreachable."""
-    if isinstance(exc, SpaceError):
-        return exc
-    if isinstance(exc, QueueError):
-        return QueueFullError("The Space's queue is full right now. Wait a minute and try again.")
-    if isinstance(exc, TooManyRequestsError) or _status_of(exc) == 429:
-        return QueueFullError(
-            "The Space is turning requests away (too many requests). Wait a minute and try again."
+#: What the Space's own words in a ``gr.Error`` mean, first match wins:
+#: (pattern, (match, plain text, settings) -> error).
+SPACE_WORDINGS: tuple[tuple[re.Pattern[str], Callable[..., SD35Error]], ...] = (
+    (_QUOTA, lambda _, text, settings: quota_error(text, has_token=bool(settings.token))),
+    (
+        _OUT_OF_RANGE,
+        lambda match, text, _: InvalidRequestError(
+            "request", match.group(1), f"The Space rejected a value: {text}"
+        ),
+    ),
+    (_HIDDEN_ERROR, _hidden_error),
+)
+
+
+def map_app_error(message: str | None, settings: ClientSettings) -> SD35Error:
+    """Turn the text of a remote ``gr.Error`` into the matching sd35 error."""
+    text = redact(plain_text(message or ""), settings.token)
+    for pattern, build in SPACE_WORDINGS:
+        if match := pattern.search(text):
+            return build(match, text, settings)
+    if not text:
+        return _hidden_error()
+    return GenerationFailedError(f"The Space reported an error: {text}", space_message=text)
+
+
+def _too_many(*_: object) -> QueueFullError:
+    return QueueFullError(
+        "The Space is turning requests away (too many requests). Wait a minute and try again."
+    )
+
+
+def _refused(_: object, settings: ClientSettings) -> SpaceUnavailableError:
+    return SpaceUnavailableError(
+        f"The Space at {settings.url} refused access. It may be private or gated: "
+        "set a Hugging Face token (HF_TOKEN) that may use it."
+    )
+
+
+def _rejected(exc: BaseException, settings: ClientSettings) -> InvalidRequestError:
+    text = redact(str(exc), settings.token)
+    return InvalidRequestError("request", None, f"The Space rejected the request: {text}")
+
+
+def _unexpected(exc: BaseException, settings: ClientSettings) -> GenerationFailedError:
+    text = redact(str(exc), settings.token)
+    return GenerationFailedError(f"Unexpected failure talking to the Space: {text}")
+
+
+#: What an HTTP status means when the Space (or a server in front of it) answers with it.
+STATUS_ERRORS: dict[int, Callable[[BaseException, ClientSettings], SpaceError]] = {
+    429: _too_many,
+    401: _refused,
+    403: _refused,
+}
+
+
+def _stage_error(stage: str) -> SpaceError | None:
+    """What the Space's runtime stage on the Hub means, or None for a stage that explains
+    nothing (e.g. RUNNING)."""
+    if stage.endswith("ERROR"):
+        return SpacePausedError(
+            f"The Space is broken ({stage.replace('_', ' ').lower()}); only its owner can fix it. "
+            "Try another Space with --space."
         )
-    if isinstance(exc, AuthenticationError) or _status_of(exc) in (401, 403):
-        return SpaceUnavailableError(
-            f"The Space at {settings.url} refused access. It may be private or gated: "
-            "set a Hugging Face token (HF_TOKEN) that may use it."
-        )
+    error = HUB_STAGES.get(stage)
+    return error() if error else None
+
+
+#: The Hub's runtime stages of a Space that explain why it does not answer (each error's
+#: message is its ``default_message``); any stage ending in ERROR means broken.
+HUB_STAGES: dict[str, type[SpaceError]] = {
+    "SLEEPING": SpaceSleepingError,
+    "BUILDING": SpaceBuildingError,
+    "APP_STARTING": SpaceBuildingError,
+    "RUNNING_BUILDING": SpaceBuildingError,
+    "RUNNING_APP_STARTING": SpaceBuildingError,
+    "PAUSED": SpacePausedError,
+    "STOPPED": SpacePausedError,
+}
+
+
+def _unreachable(exc: BaseException, settings: ClientSettings) -> SpaceError:
+    """Explain a failure to reach the Space: the HTTP status it answered, the proxy, its stage
+    on the Hub (asked only for a known Space id), a timeout, or plainly unreachable."""
+    status = _status_of(exc)
+    if status in STATUS_ERRORS:
+        return STATUS_ERRORS[status](exc, settings)
     if settings.proxy and (isinstance(exc, httpx.ProxyError) or not _proxy_answers(settings.proxy)):
         return ProxyError(
             f"Could not reach the Space through the proxy {_without_credentials(settings.proxy)}: "
             "the proxy is not answering. Check the proxy address or run without it."
         )
     stage = _space_stage(settings)
-    if stage == "SLEEPING":
-        return SpaceSleepingError(
-            "The Space is asleep. Your request wakes it, which takes a few minutes; try again then."
-        )
-    if stage in ("BUILDING", "APP_STARTING", "RUNNING_BUILDING", "RUNNING_APP_STARTING"):
-        return SpaceBuildingError(
-            "The Space is starting up (building or restarting). Try again in a few minutes."
-        )
-    if stage in ("PAUSED", "STOPPED"):
-        return SpacePausedError(
-            "The Space is paused by its owner; it cannot generate until they restart it."
-        )
-    if stage and stage.endswith("ERROR"):
-        return SpacePausedError(
-            f"The Space is broken ({stage.replace('_', ' ').lower()}); only its owner can fix it. "
-            "Try another Space with --space."
-        )
+    if stage and (error := _stage_error(stage)):
+        return error
     if isinstance(exc, httpx.TimeoutException):
         return SpaceUnavailableError(
             f"The Space at {settings.url} did not answer in time. It may be overloaded or waking "
             "up: try again in a minute."
         )
-    detail = f" (HTTP {_status_of(exc)})" if _status_of(exc) else ""
+    detail = f" (HTTP {status})" if status else ""
     return SpaceUnavailableError(
         f"Could not reach the Space at {settings.url}{detail}. Check your connection; the Space "
         "may be down."
     )
+
+
+def _server_stopped(exc: BaseException, settings: ClientSettings) -> SD35Error | None:
+    # gradio_client raises ValueError("Server stopped ...") when the stream ends without a
+    # result; any other ValueError says nothing by its type.
+    return ConnectionLostError() if "Server stopped" in str(exc) else None
+
+
+#: What each foreign exception means: an sd35 error class (whose default message says it all)
+#: or a rule that reads the exception. The most specific class wins (the first of the
+#: exception's MRO found here); a rule that returns None leaves it to ``map_error``'s fallback.
+FOREIGN_ERRORS: dict[type[BaseException], type[SD35Error] | Rule] = {
+    SD35Error: lambda exc, _: exc if isinstance(exc, SD35Error) else None,  # already ours
+    AppError: lambda exc, settings: map_app_error(getattr(exc, "message", None), settings),
+    ValidationError: _rejected,  # gradio_client refused the arguments before sending
+    QueueError: QueueFullError,  # HTTP 503 "Queue is full" when joining the queue
+    TooManyRequestsError: _too_many,
+    AuthenticationError: _refused,
+    # gradio_client's ways of saying the stream dropped: a cancelled future, or a KeyError on
+    # the completion message that never came.
+    concurrent.futures.CancelledError: ConnectionLostError,
+    KeyError: ConnectionLostError,
+    ValueError: _server_stopped,
+    httpx.HTTPError: _unreachable,
+    OSError: _unreachable,
+}
+
+
+def map_error(
+    exc: BaseException, settings: ClientSettings, *, connecting: bool = False
+) -> SD35Error:
+    """The one sd35 error for ``exc``, by ``FOREIGN_ERRORS``. What the table does not explain
+    means "could not reach the Space" while ``connecting``, else an unexpected failure."""
+    for cls in type(exc).__mro__:
+        if cls in FOREIGN_ERRORS:
+            meaning = FOREIGN_ERRORS[cls]
+            if isinstance(meaning, type):
+                return meaning()
+            if (error := meaning(exc, settings)) is not None:
+                return error
+            break
+    return _unreachable(exc, settings) if connecting else _unexpected(exc, settings)
 
 
 def _status_of(exc: BaseException) -> int | None:

@@ -25,8 +25,11 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import argparse
+import asyncio
+import contextlib
 import functools
 import hashlib
+import inspect
 import io
 import random
 import shutil
@@ -39,7 +42,7 @@ import time
 import urllib.error
 import urllib.request
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -131,7 +134,8 @@ class StandinConfig:
     #: image's would. Previews are still painted per job when asked for.
     premade: bool = False
 
-    # What the stand-in saw; written by request threads under ``lock``.
+    # What the stand-in saw; written by request threads under ``lock``. Every job that starts
+    # ends exactly once, as finished, failed or cancelled (see ``job_outcome``).
     seen_headers: list[dict[str, str]] = field(default_factory=list)
     seen_inputs: list[dict[str, Any]] = field(default_factory=list)
     jobs_started: int = 0
@@ -139,6 +143,11 @@ class StandinConfig:
     jobs_failed: int = 0
     jobs_cancelled: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    #: Notified (under ``lock``) whenever a job starts or ends: what the waits wait on.
+    changed: threading.Condition = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.changed = threading.Condition(self.lock)
 
     def take_fault(self) -> str | None:
         """The fault for the request starting now: ``fault_once`` (consumed) or ``fault``."""
@@ -168,10 +177,55 @@ class StandinConfig:
         return QUOTA_WAIT_MESSAGE.replace("0:09:48", self.quota_retry_in)
 
     def count(self, counter: str) -> None:
-        """Add one to ``jobs_<counter>`` (thread-safe)."""
-        with self.lock:
+        """Add one to ``jobs_<counter>`` (thread-safe) and wake whoever waits."""
+        with self.changed:
             name = f"jobs_{counter}"
             setattr(self, name, getattr(self, name) + 1)
+            self.changed.notify_all()
+
+    @property
+    def jobs_ended(self) -> int:
+        """Jobs that finished, failed or were cancelled."""
+        return self.jobs_finished + self.jobs_failed + self.jobs_cancelled
+
+    def wait_ended(self, count: int, timeout: float = 20.0) -> None:
+        """Block until ``count`` jobs in all have ended and none is still running (every job
+        that started has ended); ``TimeoutError`` after ``timeout`` seconds. How a test learns
+        that a cancelled job is over, instead of sleeping for as long as it would have run."""
+        self._wait(lambda: count <= self.jobs_ended == self.jobs_started, timeout, f"{count} ended")
+
+    def wait_started(self, count: int, timeout: float = 20.0) -> None:
+        """Block until ``count`` jobs in all have started; ``TimeoutError`` after ``timeout``."""
+        self._wait(lambda: self.jobs_started >= count, timeout, f"{count} started")
+
+    def _wait(self, reached: Callable[[], bool], timeout: float, what: str) -> None:
+        with self.changed:
+            if not self.changed.wait_for(reached, timeout):
+                raise TimeoutError(
+                    f"stand-in: waited {timeout:g} s for {what}; {self.jobs_started} started, "
+                    f"{self.jobs_ended} ended"
+                )
+
+    @contextlib.contextmanager
+    def job_outcome(self, request: gr.Request | None, inputs: dict[str, Any]) -> Iterator[None]:
+        """Around one job: records what it was sent and counts its start (at once, so a test
+        that saw the count sees the inputs), then counts how it ended, however it ends."""
+        with self.changed:
+            self.seen_headers.append(dict(request.headers) if request is not None else {})
+            self.seen_inputs.append(inputs)
+            self.jobs_started += 1
+            self.changed.notify_all()
+        outcome = "failed"
+        try:
+            yield
+            outcome = "finished"
+        except (GeneratorExit, asyncio.CancelledError):
+            # Gradio closes a generator (GeneratorExit at its yield) or cancels the task
+            # running it (CancelledError at its await) when the client cancels the job.
+            outcome = "cancelled"
+            raise
+        finally:
+            self.count(outcome)
 
 
 # ----------------------------------------------------------------------------------------
@@ -356,9 +410,41 @@ def _preview_steps(steps: int, every: int) -> set[int]:
     return set(range(every, steps, every)) or {max(1, steps // 2)}
 
 
-def _inputs(arguments: dict[str, Any]) -> dict[str, Any]:
-    """The eight API inputs out of ``infer``'s arguments (``locals()``), in the Space's order."""
-    return {name: arguments[name] for name in INPUT_ORDER}
+def _space_parameters(
+    prompt: str,
+    negative_prompt: str = "",
+    seed: float = 42,
+    randomize_seed: bool = False,
+    width: float = 1024,
+    height: float = 1024,
+    guidance_scale: float = 4.5,
+    num_inference_steps: float = 40,
+    request: gr.Request = None,  # type: ignore[assignment]  # filled in by Gradio
+    progress: gr.Progress = gr.Progress(track_tqdm=True),  # noqa: B008 (Gradio's idiom)
+) -> None:
+    """The parameters of the real Space's ``infer``, written once for both modes. Gradio reads
+    them from the function it is given: the names for ``view_api``, ``request`` by its type and
+    ``progress`` by its default (neither of those two is an API input)."""
+
+
+_SPACE_SIGNATURE = inspect.signature(_space_parameters)
+
+
+def _with_space_parameters(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Give ``fn(*args)`` the parameters of ``_space_parameters`` as Gradio sees them."""
+    fn.__signature__ = _SPACE_SIGNATURE  # type: ignore[attr-defined]
+    fn.__annotations__ = {
+        k: v for k, v in _space_parameters.__annotations__.items() if k != "return"
+    }
+    return fn
+
+
+def _arguments(args: tuple[Any, ...]) -> tuple[dict[str, Any], gr.Request | None]:
+    """The eight API inputs (in the Space's order) and the request, out of ``infer``'s
+    arguments as Gradio passes them."""
+    bound = _SPACE_SIGNATURE.bind(*args)
+    bound.apply_defaults()
+    return {name: bound.arguments[name] for name in INPUT_ORDER}, bound.arguments["request"]
 
 
 def build_standin(
@@ -386,23 +472,29 @@ def build_standin(
         if stopping.is_set():
             raise RuntimeError("stand-in server is shutting down")
 
-    def _begin(request: gr.Request | None, inputs: dict[str, Any]) -> tuple[str | None, int, int]:
-        """Record the request, apply the hold and pre-step faults; return (fault, seed, n)."""
-        headers = dict(request.headers) if request is not None else {}
-        with config.lock:
-            config.seen_headers.append(headers)
-            config.seen_inputs.append(inputs)
-            config.jobs_started += 1
+    async def _pause_async(seconds: float) -> None:
+        # Sleeps without holding a thread, in slices so that a server shutdown is noticed.
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0 and not stopping.is_set():
+            await asyncio.sleep(min(left, 0.1))
+        _pause(0)
+
+    def _begin(inputs: dict[str, Any]) -> tuple[str | None, int, int]:
+        """Take the job's fault; return (fault, seed, steps)."""
         fault = config.take_fault()
         seed = int(inputs["seed"])
         if inputs["randomize_seed"]:
             seed = random.randint(0, MAX_SEED)
-        _pause(config.queue_hold)
+        return fault, seed, int(inputs["num_inference_steps"])
+
+    def _refuse(fault: str | None, steps: int) -> int | None:
+        """After the queue hold: refuse the job for a quota fault; else the step at which a
+        midway fault strikes (None: none does)."""
         if fault == "quota":
             raise gr.Error(QUOTA_MESSAGE, title=QUOTA_TITLE)
         if fault == "quota_wait":
             raise gr.Error(config.quota_wait_message(), title=QUOTA_TITLE)
-        return fault, seed, int(inputs["num_inference_steps"])
+        return max(1, steps // 2) if fault in _MIDWAY_FAULTS else None
 
     def _strike(fault: str | None) -> None:
         """Fail halfway through the run, the way the named fault does."""
@@ -418,15 +510,16 @@ def build_standin(
             shutil.rmtree(images_dir, ignore_errors=True)  # os._exit skips all cleanup
             os._exit(3)
 
+    def _picture(inputs: dict[str, Any], seed: int) -> tuple[Any, ...]:
+        """What the picture depends on: the arguments of ``paint_image`` and ``_digest``."""
+        names = ("width", "height", "guidance_scale")
+        return (inputs["prompt"], inputs["negative_prompt"], seed, *(inputs[n] for n in names))
+
     def _paint(inputs: dict[str, Any], seed: int) -> Image.Image:
-        return paint_image(
-            inputs["prompt"],
-            inputs["negative_prompt"],
-            seed,
-            inputs["width"],
-            inputs["height"],
-            inputs["guidance_scale"],
-        )
+        return paint_image(*_picture(inputs, seed))
+
+    def _preview_file(final: Image.Image, noise: Image.Image, fraction: float) -> str:
+        return save_webp(paint_preview(final, noise, fraction), images_dir)
 
     def _final(inputs: dict[str, Any], seed: int, painted: Image.Image | None = None) -> str:
         """The final image's file: from the stock in remote-compute mode, else painted now."""
@@ -434,25 +527,17 @@ def build_standin(
             return stock.path(inputs["width"], inputs["height"], seed)
         return save_webp(painted or _paint(inputs, seed), images_dir)
 
-    def infer(
-        prompt: str,
-        negative_prompt: str = "",
-        seed: float = 42,
-        randomize_seed: bool = False,
-        width: float = 1024,
-        height: float = 1024,
-        guidance_scale: float = 4.5,
-        num_inference_steps: float = 40,
-        request: gr.Request = None,  # type: ignore[assignment]  # filled in by Gradio
-        progress: gr.Progress = gr.Progress(track_tqdm=True),  # noqa: B008 (Gradio's idiom)
-    ) -> tuple[str | None, int]:
+    @_with_space_parameters
+    def infer(*args: Any) -> tuple[str | None, int]:
         """Generate an image (stand-in: returns once, like the official Space)."""
-        # `request` is filled in by Gradio from the type hint and `progress` from its default;
-        # neither is an API input (view_api still lists exactly the 8 above).
-        inputs = _inputs(locals())
-        try:
-            fault, seed_used, steps = _begin(request, inputs)
-            strike_at = max(1, steps // 2) if fault in _MIDWAY_FAULTS else None
+        inputs, request = _arguments(args)
+        # If the client cancels a returning job, Gradio cancels the asyncio task awaiting
+        # this worker thread, but the thread itself runs on to the end (a sync function cannot
+        # be interrupted) and its result is thrown away: it counts as finished, not cancelled.
+        with config.job_outcome(request, inputs):
+            fault, seed_used, steps = _begin(inputs)
+            _pause(config.queue_hold)
+            strike_at = _refuse(fault, steps)
             # Like diffusers' `progress_bar(total=...)`; Gradio's tqdm patch turns each
             # update() into a progress_data status (index i of n, unit "steps").
             with tqdm.tqdm(total=steps) as bar:
@@ -462,58 +547,39 @@ def build_standin(
                     if i == strike_at:
                         _strike(fault)
             result = None if fault == "no_image" else _final(inputs, seed_used)
-        except BaseException:
-            config.count("failed")
-            raise
-        # If the client cancels a returning job, Gradio cancels the asyncio task awaiting
-        # this worker thread, but the thread itself runs on to here (a sync function cannot
-        # be interrupted) and its result is thrown away: it counts as finished, not cancelled.
-        config.count("finished")
         return result, seed_used
 
-    def infer_previews(
-        prompt: str,
-        negative_prompt: str = "",
-        seed: float = 42,
-        randomize_seed: bool = False,
-        width: float = 1024,
-        height: float = 1024,
-        guidance_scale: float = 4.5,
-        num_inference_steps: float = 40,
-        request: gr.Request = None,  # type: ignore[assignment]  # filled in by Gradio
-        progress: gr.Progress = gr.Progress(track_tqdm=True),  # noqa: B008 (Gradio's idiom)
-    ) -> Iterator[tuple[str | None, int]]:
-        """Generate an image, yielding preview frames before the final one (stand-in)."""
-        inputs = _inputs(locals())
-        try:
-            fault, seed_used, steps = _begin(request, inputs)
-            strike_at = max(1, steps // 2) if fault in _MIDWAY_FAULTS else None
+    @_with_space_parameters
+    async def infer_previews(*args: Any) -> AsyncIterator[tuple[str | None, int]]:
+        """Generate an image, yielding preview frames before the final one (stand-in).
+
+        Async, so that a cancel always ends it: Gradio cancels the task running it (at its
+        current await) or closes it (at its current yield). A sync generator cancelled before
+        its first yield would be left suspended until garbage collection, neither finished
+        nor cancelled. Painting runs in worker threads, off the server's event loop."""
+        inputs, request = _arguments(args)
+        with config.job_outcome(request, inputs):
+            fault, seed_used, steps = _begin(inputs)
+            await _pause_async(config.queue_hold)
+            strike_at = _refuse(fault, steps)
             previews = _preview_steps(steps, config.preview_every)
-            final = _paint(inputs, seed_used)
-            noise = _noise(
-                _digest(prompt, negative_prompt, seed_used, width, height, guidance_scale),
-                int(width),
-                int(height),
-            )
+            final = await asyncio.to_thread(_paint, inputs, seed_used)
+            size = int(inputs["width"]), int(inputs["height"])
+            noise = _noise(_digest(*_picture(inputs, seed_used)), *size)
             with tqdm.tqdm(total=steps) as bar:
                 for i in range(1, steps + 1):
-                    _pause(config.seconds_per_step)
+                    await _pause_async(config.seconds_per_step)
                     bar.update(1)
                     if i in previews:
-                        frame = paint_preview(final, noise, i / (steps + 1))
-                        yield save_webp(frame, images_dir), seed_used
+                        fraction = i / (steps + 1)
+                        frame = await asyncio.to_thread(_preview_file, final, noise, fraction)
+                        yield frame, seed_used
                     if i == strike_at:
                         _strike(fault)
-            yield (None if fault == "no_image" else _final(inputs, seed_used, final)), seed_used
-        except GeneratorExit:
-            # Gradio closes the generator when the job is cancelled (or the client goes
-            # away): that lands here, at the yield where the generator was suspended.
-            config.count("cancelled")
-            raise
-        except BaseException:
-            config.count("failed")
-            raise
-        config.count("finished")
+            last = None
+            if fault != "no_image":
+                last = await asyncio.to_thread(_final, inputs, seed_used, final)
+            yield last, seed_used
 
     with gr.Blocks(title="Stable Diffusion 3.5 Large (stand-in)") as demo:
         with gr.Column(elem_id="col-container"):

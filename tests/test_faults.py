@@ -97,7 +97,7 @@ def test_slow_queue_shows_the_position(tmp_path) -> None:
             first = Client(running.url, verbose=False).submit(
                 *generate_args("first"), api_name="/generate"
             )
-            time.sleep(0.5)
+            config.wait_started(1)  # the first job is inside infer: the second one waits
             second = Client(running.url, verbose=False).submit(
                 *generate_args("second"), api_name="/generate"
             )

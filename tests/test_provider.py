@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 import pytest
@@ -100,7 +99,7 @@ def test_remote_errors_keep_their_type(space, tmp_path) -> None:
 def test_leaving_early_cancels_the_remote_job(preview_space, tmp_path) -> None:
     config = preview_space.config
     config.seconds_per_step = 0.05
-    finished = config.jobs_finished
+    finished, ended = config.jobs_finished, config.jobs_ended
 
     async def first_preview_only() -> ImagePreview:
         generator = provider_for(preview_space).create_async_generator(
@@ -117,7 +116,7 @@ def test_leaving_early_cancels_the_remote_job(preview_space, tmp_path) -> None:
         raise AssertionError("no preview")
 
     assert isinstance(asyncio.run(first_preview_only()), ImagePreview)
-    time.sleep(40 * 0.05)
+    config.wait_ended(ended + 1)
     assert config.jobs_finished == finished
 
 

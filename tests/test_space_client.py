@@ -8,7 +8,6 @@ import logging
 import subprocess
 import sys
 import threading
-import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -43,12 +42,10 @@ from tests.loopback import FakeHub, LoopbackProxy, closed_port
 TOKEN = "hf_TestToken1234567890abcdef"
 
 
-def assert_stopped_without_finishing(config: StandinConfig, finished_before: int, seconds: float):
-    """The Space stopped the job: after long enough for it to have finished, it has not.
-
-    (The stand-in counts a cancel only when Gradio closes its generator between two steps,
-    so "not finished" is the reliable sign.)"""
-    time.sleep(seconds)
+def assert_stopped_without_finishing(config: StandinConfig, finished_before: int, ended: int):
+    """The Space stopped the job: once ``ended`` jobs in all have ended (and none runs), the
+    job did not finish."""
+    config.wait_ended(ended)
     assert config.jobs_finished == finished_before
 
 
@@ -197,12 +194,13 @@ def test_unreachable_space(client_for) -> None:
 def test_transient_failures_are_retried_then_succeed(client_for) -> None:
     port = closed_port()
     server = StandinServer(StandinConfig(seconds_per_step=0.01), port=port)
-    threading.Timer(0.3, server.start).start()  # the Space comes up while we retry
+    starter = threading.Timer(0.3, server.start)  # the Space comes up while we retry
+    starter.start()
     try:
         result = client_for(f"http://127.0.0.1:{port}/", retries=4).generate(small()).run()
         assert isinstance(result, Result)
     finally:
-        time.sleep(0.1)
+        starter.join()  # start() has returned: stop() then finds the server to stop
         server.stop()
 
 
@@ -232,10 +230,11 @@ def test_full_queue(client_for) -> None:
 def test_timeout_cancels_the_remote_job(preview_space, client_for) -> None:
     preview_space.config.seconds_per_step = 0.2
     client = client_for(preview_space, timeout=0.6)
-    finished = preview_space.config.jobs_finished
+    client.schema()  # connected beforehand: the job itself reaches the Space within the 0.6 s
+    finished, ended = preview_space.config.jobs_finished, preview_space.config.jobs_ended
     with pytest.raises(SpaceTimeoutError, match="No image after"):
         client.generate(small(num_inference_steps=20)).run()
-    assert_stopped_without_finishing(preview_space.config, finished, 20 * 0.2)
+    assert_stopped_without_finishing(preview_space.config, finished, ended + 1)
 
 
 def test_cancel_stops_only_its_own_job(preview_space, client_for) -> None:
@@ -244,6 +243,7 @@ def test_cancel_stops_only_its_own_job(preview_space, client_for) -> None:
     client = client_for(preview_space)
     other = client.generate(small("the other job", num_inference_steps=30))
     other_result: list[object] = []
+    ended_before = config.jobs_ended
     runner = threading.Thread(target=lambda: other_result.append(other.run()))
     runner.start()
     finished_before = config.jobs_finished
@@ -256,17 +256,17 @@ def test_cancel_stops_only_its_own_job(preview_space, client_for) -> None:
     assert not any(isinstance(e, Result) for e in seen)
     runner.join(timeout=30)
     assert other_result and isinstance(other_result[0], Result)  # untouched by the cancel
-    assert_stopped_without_finishing(config, finished_before + 1, 40 * 0.05)
+    assert_stopped_without_finishing(config, finished_before + 1, ended_before + 2)
 
 
 def test_leaving_the_loop_early_cancels(preview_space, client_for) -> None:
     config = preview_space.config
     config.seconds_per_step = 0.05
-    finished = config.jobs_finished
+    finished, ended = config.jobs_finished, config.jobs_ended
     for event in client_for(preview_space).generate(small(num_inference_steps=40)):
         if isinstance(event, Started | Preview):
             break
-    assert_stopped_without_finishing(config, finished, 40 * 0.05)
+    assert_stopped_without_finishing(config, finished, ended + 1)
 
 
 def test_space_dying_mid_stream(tmp_path, client_for) -> None:
@@ -332,18 +332,20 @@ def test_proxy_down_is_named(space, client_for) -> None:
         client.generate(small()).run()
 
 
-@pytest.mark.parametrize(
-    ("stage", "error", "words"),
-    [
-        ("SLEEPING", SpaceSleepingError, "asleep"),
-        ("BUILDING", SpaceBuildingError, "starting up"),
-        ("PAUSED", SpacePausedError, "paused"),
-        ("RUNTIME_ERROR", SpacePausedError, "broken"),
-    ],
-)
-def test_space_states_from_the_hub(stage, error, words, client_for, monkeypatch) -> None:
-    from sd35.space_client import ClientSettings, diagnose
+#: A stage the Hub reports for a Space -> the error and words a user then sees.
+HUB_STAGE_ERRORS = {
+    "SLEEPING": (SpaceSleepingError, "asleep"),
+    "BUILDING": (SpaceBuildingError, "starting up"),
+    "PAUSED": (SpacePausedError, "paused"),
+    "RUNTIME_ERROR": (SpacePausedError, "broken"),
+}
 
+
+@pytest.mark.parametrize("stage", HUB_STAGE_ERRORS)
+def test_space_states_from_the_hub(stage, client_for, monkeypatch) -> None:
+    from sd35.space_client import ClientSettings, map_error
+
+    error, words = HUB_STAGE_ERRORS[stage]
     with FakeHub(stage) as hub:
         settings = ClientSettings(
             url=f"http://127.0.0.1:{closed_port()}/",
@@ -355,6 +357,6 @@ def test_space_states_from_the_hub(stage, error, words, client_for, monkeypatch)
             read_timeout=2,
             hub_url=hub.url,
         )
-        mapped = diagnose(ConnectionError("refused"), settings)
+        mapped = map_error(ConnectionError("refused"), settings)
     assert isinstance(mapped, error)
     assert words in mapped.message

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import os
 import socket
 import subprocess
@@ -19,6 +20,7 @@ from gradio_client.exceptions import AppError
 from gradio_client.utils import QueueError, Status, StatusUpdate
 from PIL import Image
 
+from sd35.params import INPUT_ORDER
 from sd35.standin import (
     CRASH_MESSAGE,
     ERROR_MESSAGE,
@@ -36,16 +38,6 @@ ROOT = Path(__file__).resolve().parents[1]
 FAST = 0.002  # seconds per step: keeps the suite quick
 #: (prompt, negative_prompt, seed, randomize_seed, width, height, guidance_scale, steps)
 ARGS: tuple[Any, ...] = ("a red fox in the snow", "", 1234, False, 512, 512, 4.5, 6)
-INPUT_NAMES = [
-    "prompt",
-    "negative_prompt",
-    "seed",
-    "randomize_seed",
-    "width",
-    "height",
-    "guidance_scale",
-    "num_inference_steps",
-]
 VERBOSE_ERROR_HINT = "has not enabled verbose error reporting"
 
 MakeClient = Callable[..., Client]
@@ -128,7 +120,7 @@ def test_view_api_declares_infer_with_the_spaces_inputs(
     assert list(api["named_endpoints"]) == ["/infer"]
     endpoint = api["named_endpoints"]["/infer"]
     params = {p["parameter_name"]: p for p in endpoint["parameters"]}
-    assert [p["parameter_name"] for p in endpoint["parameters"]] == INPUT_NAMES
+    assert [p["parameter_name"] for p in endpoint["parameters"]] == list(INPUT_ORDER)
     assert [p["component"] for p in endpoint["parameters"]] == [
         "Textbox",
         "Textbox",
@@ -312,7 +304,10 @@ def test_die_refused_in_process(server: StandinServer, make_client: MakeClient) 
         run(make_client(server.url), *ARGS)
 
 
-def _spawn(*args: str) -> tuple[subprocess.Popen[str], str]:
+@contextlib.contextmanager
+def _spawned(*args: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """``python -m sd35.standin`` with ``args``: the process and its URL; killed at the end
+    if it is still running."""
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "sd35.standin", "--port", "0", *args],
@@ -326,12 +321,16 @@ def _spawn(*args: str) -> tuple[subprocess.Popen[str], str]:
     if not url.startswith("http://127.0.0.1:"):
         proc.kill()
         raise AssertionError(f"no URL from the stand-in: {url!r} {proc.communicate()[1]}")
-    return proc, url
+    try:
+        yield proc, url
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
 
 
 def test_die_in_a_subprocess_fails_the_job_instead_of_hanging(make_client: MakeClient) -> None:
-    proc, url = _spawn("--fault", "die", "--seconds-per-step", "0.01")
-    try:
+    with _spawned("--fault", "die", "--seconds-per-step", "0.01") as (proc, url):
         job = make_client(url).submit(*ARGS[:7], 20, api_name="/infer")
         started = time.monotonic()
         # gradio_client reports a dropped stream as a cancelled future.
@@ -341,23 +340,15 @@ def test_die_in_a_subprocess_fails_the_job_instead_of_hanging(make_client: MakeC
         status = job.status()
         assert status.code == Status.FINISHED and status.success is False  # not CANCELLED
         assert proc.wait(timeout=10) == 3
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate()
 
 
 def test_cli_serves_and_exits_cleanly_on_sigterm(make_client: MakeClient) -> None:
-    proc, url = _spawn("--seconds-per-step", "0.001", "--previews", "--api-name", "infer")
-    try:
+    with _spawned("--seconds-per-step", "0.001", "--previews", "--api-name", "infer") as spawned:
+        proc, url = spawned
         path, seed = run(make_client(url), *ARGS)
         assert seed == 1234 and Path(path).is_file()
         proc.terminate()
         assert proc.wait(timeout=15) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate()
 
 
 # ----------------------------------------------------------------------------------------
@@ -437,7 +428,7 @@ def test_cancelling_a_generator_job_stops_it(
 ) -> None:
     config = preview_server.config
     config.seconds_per_step = 0.02
-    finished, cancelled = config.jobs_finished, config.jobs_cancelled
+    finished, cancelled, ended = config.jobs_finished, config.jobs_cancelled, config.jobs_ended
     job = make_client(preview_server.url).submit(*ARGS[:7], 50, api_name="/infer")
     wait_for(lambda: len(job.outputs()) >= 1)
     assert job.cancel()
@@ -445,8 +436,8 @@ def test_cancelling_a_generator_job_stops_it(
     with pytest.raises((concurrent.futures.CancelledError, KeyError)):
         job.result(timeout=30)
     assert job.status().code == Status.CANCELLED
-    wait_for(lambda: config.jobs_cancelled == cancelled + 1)
-    time.sleep(0.2)
+    config.wait_ended(ended + 1)
+    assert config.jobs_cancelled == cancelled + 1
     assert config.jobs_finished == finished
     assert len(job.outputs()) < 25
 
@@ -464,7 +455,7 @@ def test_token_arrives_as_bearer_header(server: StandinServer, make_client: Make
 
 def test_inputs_are_recorded(server: StandinServer, make_client: MakeClient) -> None:
     run(make_client(server.url), *ARGS)
-    assert server.config.seen_inputs[-1] == dict(zip(INPUT_NAMES, ARGS, strict=True))
+    assert server.config.seen_inputs[-1] == dict(zip(INPUT_ORDER, ARGS, strict=True))
 
 
 # ----------------------------------------------------------------------------------------

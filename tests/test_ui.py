@@ -210,7 +210,7 @@ def test_ctrl_enter_streams_progress_previews_and_the_final_image(
 def test_stop_cancels_a_slow_job_and_keeps_the_form(browser, studio, preview_space) -> None:
     config = preview_space.config
     config.seconds_per_step = 0.1  # 40 steps: the whole job would take 4 s
-    finished = config.jobs_finished
+    finished, ended = config.jobs_finished, config.jobs_ended
     page = open_page(browser, studio.url)
     page.locator("#prompt textarea").fill("a very slow painting")
     page.locator("#generate-button").click()
@@ -222,7 +222,7 @@ def test_stop_cancels_a_slow_job_and_keeps_the_form(browser, studio, preview_spa
         "() => document.querySelector('#run-status')?.innerText.includes('Stopped')", timeout=10000
     )
     assert page.locator("#prompt textarea").input_value() == "a very slow painting"
-    time.sleep(40 * 0.1 + 1)  # long enough for the job to have finished, had it run on
+    config.wait_ended(ended + 1)
     assert config.jobs_finished == finished  # the remote job never ran to the end
     assert "Done" not in status_text(page)
     page.close()

@@ -11,7 +11,10 @@ from sd35.backends.base import Backend, BackendResult, BackendSpec, Capabilities
 from sd35.params import MODEL_ID, GenerationRequest, SpaceSchema
 from sd35.space_client import Event, Generation, Result, SpaceClient, space_url
 
-#: What the official Space's /infer serves.
+#: What a Space offers; ``bounds`` are the documented ones until its schema has been read.
+SPACE_CAPABILITIES = Capabilities(
+    previews=True, step_progress=True, cancel=True, bounds=SpaceSchema(), can_bill=False
+)
 
 
 class SpaceBackend(Backend):
@@ -39,13 +42,7 @@ class SpaceBackend(Backend):
     @property
     def capabilities(self) -> Capabilities:  # type: ignore[override]
         # Bounds follow the Space's own schema once it has been read.
-        return Capabilities(
-            previews=True,
-            step_progress=True,
-            cancel=True,
-            bounds=self.client.cached_schema(),
-            can_bill=False,
-        )
+        return dataclasses.replace(SPACE_CAPABILITIES, bounds=self.client.cached_schema())
 
     def schema(self) -> SpaceSchema:
         return self.client.cached_schema()

@@ -1,0 +1,102 @@
+"""Everything sd35 takes from ``gradio_client`` beyond its documented API, in one class.
+
+``gradio_client`` offers ``Client.submit`` and a ``Job`` with ``done()``, ``result()``,
+``status()`` and ``cancel()``. sd35 needs three things more: every update in order (not only
+the latest status), the id the Space gave the job, and a cancel that goes through our own
+connection settings. Those rest on attributes ``gradio_client`` does not document, so they
+live here and nowhere else; each says what it relies on and why.
+
+Checked against gradio_client 2.7.2 (``gradio_client/client.py``, ``gradio_client/utils.py``).
+When ``gradio_client`` is upgraded, this is the one file to read again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import urllib.parse
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+from gradio_client import Client
+
+#: How often ``wait_accepted`` looks for the job's id.
+_POLL = 0.01
+
+
+class GradioJob:
+    """One job submitted to a Space through a ``gradio_client.Client`` (which must stay
+    this job's own: cancelling on a shared client cancels its whole session)."""
+
+    def __init__(self, client: Client, api_name: str, inputs: Sequence[Any]) -> None:
+        self.client = client
+        self.api_name = api_name
+        # Public API. It checks the arguments against the endpoint before sending anything.
+        self._job = client.submit(*inputs, api_name=api_name)
+
+    def done(self) -> bool:
+        return self._job.done()
+
+    def result(self) -> Any:
+        """The outputs of a finished job; raises what the job raised."""
+        return self._job.result(timeout=0)
+
+    @property
+    def event_id(self) -> str | None:
+        """The id the Space gave the job when it accepted it; None until then."""
+        # Job.communicator.event_id (utils.Communicator, 2.7.2), set by the worker thread
+        # from the answer to queue/join. Needed twice: a failed job without one never reached
+        # the Space, so submitting it again cannot run it twice; and /cancel names it.
+        return getattr(self._job.communicator, "event_id", None)
+
+    def updates(self) -> list[Any]:
+        """Every status and output update that arrived since the last call, oldest first
+        (``StatusUpdate`` and ``OutputUpdate`` of ``gradio_client.utils``). Never blocks."""
+        # Job.communicator.updates (an asyncio.Queue, 2.7.2): Job.status() keeps only the
+        # latest status and Job.outputs() no progress, so steps and previews would be lost.
+        # gradio_client fills the queue from its worker threads; get_nowait() is safe from
+        # any thread, where awaiting the queue from another event loop is not.
+        queue = getattr(self._job.communicator, "updates", None)
+        updates: list[Any] = []
+        while queue is not None:
+            try:
+                updates.append(queue.get_nowait())
+            except asyncio.QueueEmpty:
+                break
+        return updates
+
+    def wait_accepted(self, timeout: float) -> str | None:
+        """The job's id once the Space has accepted it; None if it ends or ``timeout``
+        passes first (then the Space has nothing to cancel)."""
+        # The id is set just after the Space accepts the job; updates can arrive first.
+        deadline = time.monotonic() + timeout
+        while self.event_id is None and not self.done():
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(_POLL)
+        return self.event_id
+
+    def send_cancel(self, **httpx_kwargs: Any) -> None:
+        """POST the Space's ``/cancel`` for this job with our own ``httpx`` settings (proxy,
+        timeouts, TLS context). Raises ``httpx.HTTPError`` when it cannot be sent."""
+        # Job.cancel() would send gradio_client's own request, built from the client's
+        # settings rather than ours; we send the same body ourselves. It needs:
+        # - Client._infer_fn_index (private, 2.7.2): the endpoint's fn_index, which /cancel
+        #   takes instead of the api_name;
+        # - Client.src_prefixed (undocumented, 2.7.2): the Space's URL with its API prefix
+        #   (/gradio_api/ on Gradio 5+, none on 4), so we never build routes ourselves;
+        # - Client.session_hash, .headers, .cookies (undocumented attributes, 2.7.2): the
+        #   session the job runs in, the token header and the Space's cookies.
+        client = self.client
+        httpx.post(
+            urllib.parse.urljoin(client.src_prefixed, "cancel"),
+            json={
+                "fn_index": client._infer_fn_index(self.api_name, None),
+                "session_hash": client.session_hash,
+                "event_id": self.event_id,
+            },
+            headers={**client.headers},
+            cookies=client.cookies,
+            **httpx_kwargs,
+        )
