@@ -29,6 +29,7 @@ from sd35.errors import (
     SpacePausedError,
     SpaceUnavailableError,
 )
+from sd35.space_client import backoff
 
 #: Far enough to mean "until the user resumes it", yet a finite time every display can format.
 UNTIL_RESUMED = 365 * 24 * 3600.0
@@ -75,14 +76,10 @@ class RetryPolicy:
 
     def quota_delay(self, streak: int) -> float:
         """The wait after the ``streak``-th quota refusal in a row (no time named)."""
-        return _doubling(self.quota_first, streak, self.quota_max)
+        return backoff(self.quota_first, streak, self.quota_max)
 
     def transient_delay(self, failures: int) -> float:
-        return _doubling(self.transient_first, failures, self.transient_max)
-
-
-def _doubling(first: float, tries: int, most: float) -> float:
-    return min(first * 2 ** max(0, tries - 1), most)
+        return backoff(self.transient_first, failures, self.transient_max)
 
 
 @dataclass(frozen=True)
