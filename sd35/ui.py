@@ -249,6 +249,7 @@ def _wire(
         [history.search, history.starred_only],
         [space_status, form.width, form.height, form.ratio, form.recent, *history.listing()],
         show_progress="hidden",
+        queue=False,
         **private,
     )
     gr.Timer(10).tick(
