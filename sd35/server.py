@@ -252,6 +252,7 @@ def check_output_dir(folder: Path) -> None:
 def start(options: ServerOptions, *, block: bool = False) -> RunningStudio:
     """Build and launch the page. With ``block=False`` it returns once the page answers."""
     from sd35.api.guard import HostPolicy
+    from sd35.gradio_tuning import tune_gradio
     from sd35.ui import CSS, HEAD, build_ui
 
     for line in check_safety(options):
@@ -294,6 +295,7 @@ def start(options: ServerOptions, *, block: bool = False) -> RunningStudio:
 
         add_mcp_tool(page, studio, api_key=options.api_key, api_auth=users, files=files)
     page.queue(max_size=options.max_queue, default_concurrency_limit=options.concurrency)
+    tune_gradio(page)  # Gradio's idle polling and per-event import: sd35/gradio_tuning.py
     hosts = HostPolicy(options.host, options.allowed_hosts)
     _, local_url, share_url = page.launch(
         server_name=options.host,

@@ -238,6 +238,7 @@ def _wire(
     """Events that join panels; each panel wires its own inner events."""
     private: dict[str, Any] = {"api_visibility": "private"}
     last_seed, last_saved, run_ids = gr.State(None), gr.State(None), gr.State([])
+    field_errors = gr.State(["", ""])  # [prompt, settings]: see sd35.panels.run.RunView
     form_panel.wire_form(form, studio)
     history_panel.wire_history(history, studio)
     pnginfo_panel.wire_pnginfo(pnginfo, studio)
@@ -247,6 +248,7 @@ def _wire(
         [history.search, history.starred_only],
         [space_status, form.width, form.height, form.ratio, form.recent, *history.listing()],
         show_progress="hidden",
+        queue=False,
         **private,
     )
     gr.Timer(10).tick(
@@ -269,7 +271,7 @@ def _wire(
             last_seed,
             last_saved,
             run_ids,
-            *form.errors(),
+            field_errors,
         ],
         api_name="generate",
         # Raw values: a prompt ["x"] must be refused, not turned into "['x']".
@@ -298,6 +300,9 @@ def _wire(
         [*history.listing(), history.page_number, form.recent],
         show_progress="hidden",
         **private,
+    )
+    field_errors.change(
+        lambda errors: tuple(errors), field_errors, form.errors(), queue=False, **private
     )
     run_ids.change(
         bind(output_panel.show_batch, studio),

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import io
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import httpx
 from gradio_client import Client
 from PIL import Image, ImageChops
 
@@ -16,6 +20,10 @@ from sd35.png_writer import encode_png
 from sd35.provider import ImageResponse, StabilityAI_SD35Large
 from sd35.standin import StandinConfig, StandinServer, textured_image
 from sd35.studio import thumbnail_for
+from tests.loopback import free_port
+from tests.studio_support import generate_args
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _meta(prompt: str = "a quick fox ☃") -> ImageMetadata:
@@ -90,3 +98,53 @@ def test_provider_hands_over_the_response_and_the_png_follows(space, tmp_path: P
     meta = read_metadata(path)
     assert meta is not None and meta.prompt == "a lighthouse" and meta.seed == response.seed
     assert SQLiteGalleryStore(tmp_path).get(response.options["id"]) is not None
+
+
+def _switches(pid: int) -> int:
+    """Voluntary context switches of every thread of ``pid`` so far (each sleep of a thread
+    that wakes up again counts one)."""
+    total = 0
+    for status in Path(f"/proc/{pid}/task").glob("*/status"):
+        for line in status.read_text().splitlines():
+            if line.startswith("voluntary_ctxt_switches:"):
+                total += int(line.split()[1])
+    return total
+
+
+def test_an_idle_app_sleeps_and_still_answers_at_once(space, tmp_path: Path) -> None:
+    """Gradio's queue loop would wake 1,000 times a second with nothing to do
+    (sd35/gradio_tuning.py); the app's queue still starts a job at once."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    args = [sys.executable, str(ROOT / "app.py"), "--port", str(port), "--space", space.url]
+    app = subprocess.Popen(
+        [*args, "--output-dir", str(tmp_path / "out")],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert app.poll() is None and time.monotonic() < deadline, "the app did not start"
+            try:
+                if httpx.get(url, timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        client = Client(url, verbose=False)
+        try:
+            client.predict(*generate_args("warm up", steps=2), api_name="/generate")
+            before, began = _switches(app.pid), time.monotonic()
+            time.sleep(2.0)  # measuring a rate over a span of time, not waiting for a signal
+            rate = (_switches(app.pid) - before) / (time.monotonic() - began)
+            assert rate < 400, f"{rate:.0f} wake-ups a second while idle"
+            began = time.monotonic()
+            job = client.submit(*generate_args("at once", steps=2), api_name="/generate")
+            assert str(job.result(timeout=30)[1]).startswith("✅")
+            assert time.monotonic() - began < 5.0
+        finally:
+            client.close()
+    finally:
+        app.terminate()
+        app.wait(timeout=30)

@@ -89,6 +89,7 @@ def test_an_unreachable_space_suggests_demo_in_terminal_and_page() -> None:
 def test_start_up_says_once_that_the_space_is_down_and_never_advises_share() -> None:
     port = free_port()
     app = Path(__file__).resolve().parents[1] / "app.py"
+    (app.parent / "test-artifacts").mkdir(exist_ok=True)  # a fresh checkout has none yet
     process = subprocess.Popen(
         [sys.executable, str(app), "--port", str(port),
          "--space", f"http://127.0.0.1:{closed_port()}/", "--output-dir", "outputs-test"],

@@ -30,6 +30,8 @@ class HistoryPanel:
     page_label: gr.Markdown
     older: gr.Button
     gallery: gr.Gallery
+    #: The selected image, its parameters and buttons: shown from the first selection on.
+    selection: gr.Row
     selected_image: gr.Image
     details: gr.Markdown
     use_settings: gr.Button
@@ -76,7 +78,10 @@ def build_history() -> HistoryPanel:
         allow_preview=False,
         elem_id="gallery",
     )
-    with gr.Row():
+    gr.Markdown("Click an image to see it large, with its parameters.", elem_id="history-hint")
+    # The selected image and what acts on it appear with the first selection: not mounted
+    # before, so the page (and its load event) has fewer components to start.
+    with gr.Row(visible=False) as selection:
         with gr.Column(scale=3, min_width=160):
             selected_image = gr.Image(
                 label="Selected",
@@ -87,7 +92,7 @@ def build_history() -> HistoryPanel:
                 elem_id="selected-image",
             )
         with gr.Column(scale=4, min_width=160):
-            details = gr.Markdown("Select an image to see its parameters.", elem_id="details")
+            details = gr.Markdown("", elem_id="details")
             use_settings = gr.Button("Use these settings", size="sm", elem_id="use-settings")
             with gr.Row():
                 star = gr.Button(
@@ -100,8 +105,8 @@ def build_history() -> HistoryPanel:
             with gr.Row(visible=False) as confirm_row:
                 confirm_delete = gr.Button("Yes, delete it", variant="stop", size="sm")
                 cancel_delete = gr.Button("Keep it", size="sm")
-            zip_button = gr.Button("Download this page as ZIP", size="sm")
-            zip_file = gr.File(label="ZIP", visible=False)
+    zip_button = gr.Button("Download this page as ZIP", size="sm")
+    zip_file = gr.File(label="ZIP", visible=False)
     return HistoryPanel(
         search=search,
         starred_only=starred_only,
@@ -109,6 +114,7 @@ def build_history() -> HistoryPanel:
         page_label=page_label,
         older=older,
         gallery=gallery,
+        selection=selection,
         selected_image=selected_image,
         details=details,
         use_settings=use_settings,
@@ -189,12 +195,14 @@ async def after_save(studio: Any, search: str, only_starred: bool, request: gr.R
 def select(studio: Any, ids: list[str], event: gr.SelectData, request: gr.Request):
     """A thumbnail clicked: the image large, its parameters, download, Star or Unstar."""
     if event.index is None or event.index >= len(ids):
-        return gr.skip(), gr.skip(), gr.skip(), None, gr.skip()
+        return gr.skip(), gr.skip(), gr.skip(), None, gr.skip(), gr.skip()
+    shown = gr.update(visible=True)
     item = studio.store.get(ids[event.index], user=user_of(request))
     if item is None:
-        return None, "This image no longer exists.", None, None, wording.star_label(False)
+        return None, "This image no longer exists.", None, None, wording.star_label(False), shown
     path = image_value(studio, item.path)
-    return path, details_markdown(item.meta), path, item.id, wording.star_label(item.starred)
+    star = wording.star_label(item.starred)
+    return path, details_markdown(item.meta), path, item.id, star, shown
 
 
 def use_settings(
@@ -262,7 +270,14 @@ def wire_history(panel: HistoryPanel, studio: Any) -> None:
     panel.gallery.select(
         bind(select, studio),
         [panel.page_ids],
-        [panel.selected_image, panel.details, panel.download, panel.selected_id, panel.star],
+        [
+            panel.selected_image,
+            panel.details,
+            panel.download,
+            panel.selected_id,
+            panel.star,
+            panel.selection,
+        ],
         **private,
     )
     panel.star.click(

@@ -18,7 +18,7 @@ from sd35.panels import wording
 from sd35.panels.common import image_value, user_of
 from sd35.panels.form import MAX_BATCH, FormValues
 from sd35.params import count_value
-from sd35.queue_panel import generation_events, stop_running
+from sd35.queue_panel import from_api_client, generation_events, stop_running
 from sd35.space_client import Preview, Progress, Result
 from sd35.studio import Saved, progress_line, result_line
 
@@ -34,15 +34,18 @@ class RunView:
     Every update carries the current values rather than ``gr.skip()``: Gradio rebuilds a
     skipped component's schema on every update, which cost more than the whole stream."""
 
-    def __init__(self) -> None:
-        self.image: Any = gr.skip()  # the last image stays until the first frame arrives
+    def __init__(self, *, page: bool = True) -> None:
+        # On the page the last image stays until the first frame arrives (a skip, which costs
+        # a schema rebuild per update); an API caller has no last image: None costs nothing.
+        self.image: Any = gr.skip() if page else None
         self.status = ""
         self.info = ""
         self.seed: Any = gr.skip()
         self.saved: Any = gr.skip()
         self.ids: list[str] = []
-        self.prompt_error = ""
-        self.settings_error = ""
+        #: The two field-error slots, [prompt, settings]: a State the page copies into its
+        #: Markdowns when it changes, so that each update has two fewer outputs to process.
+        self.errors = ["", ""]
         self._progress_at = 0.0
 
     def due(self, event: object) -> bool:
@@ -65,8 +68,7 @@ class RunView:
             self.seed,
             self.saved,
             list(self.ids),
-            self.prompt_error,
-            self.settings_error,
+            list(self.errors),
         )
 
 
@@ -87,17 +89,19 @@ async def run(
     """Add ``batch`` images to the queue (pinned to ``backend`` unless "any") and stream them
     into the page: queue lines, progress, previews, each image as it is saved.
 
-    Its outputs, in order: image, status, info, then the page's own (last seed, last saved
-    id, this run's ids, the two field-error slots). A failure shows once, in the status line
+    Its outputs, in order: image, status, info, then the page's own States (last seed, last
+    saved id, this run's ids, the two field errors). A failure shows once, in the status line
     with its title (form mistakes beside their field); API callers get it as an error."""
-    view = RunView()
+    page = not from_api_client(request)
+    view = RunView(page=page)
     values = FormValues(
         prompt, negative_prompt, width, height, guidance_scale, steps, seed, randomize_seed
     )
     try:
         base = values.request(schema_for(studio, backend))
         count = count_value("batch_count", 1 if batch is None else batch, MAX_BATCH)
-        yield view.show()  # clears the last run's messages at once
+        if page:  # clears the last run's messages at once (an API caller has none)
+            yield view.show()
         pinned = pinned_backend(studio, backend)
         async for index, event in generation_events(studio, base, count, request, pinned):
             if isinstance(event, str):  # a queue line: position, or waiting for the quota
@@ -114,8 +118,11 @@ async def run(
                     saved=event.image.id,
                     ids=ids,
                 )
-            elif isinstance(event, Result):  # shown at once; saving follows
-                yield view.show(image=image_value(studio, event.path), status="💾 Saving…")
+            elif isinstance(event, Result):
+                # Not shown: the saved PNG follows within a few tens of ms, and an update of
+                # its own (a file hashed and copied, a picture fetched and decoded by the
+                # browser) delayed it more than it showed sooner (bench/FINDINGS.md).
+                continue
             elif isinstance(event, Preview):
                 yield view.show(image=image_value(studio, event.path))
             elif view.due(event):
@@ -123,7 +130,7 @@ async def run(
                 yield view.show(status=line)
     except InvalidRequestError as error:
         prompt_error, settings_error = wording.field_error(error)
-        yield view.show(status="", prompt_error=prompt_error, settings_error=settings_error)
+        yield view.show(status="", errors=[prompt_error, settings_error])
         raise gr.Error(
             error.message, title=error.title, visible=False, print_exception=False
         ) from None
