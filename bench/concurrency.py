@@ -26,31 +26,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import httpx
+from gradio_client import Client
 
-from bench.common import (
-    Budget,
-    Section,
-    Table,
-    Target,
-    fmt_ratio,
-    fmt_s,
-    go_offline,
-    median,
-    progress,
-    stop_process,
-    verdict,
-)
+from bench.common import Budget, Section, Table, Target, fmt_ratio, fmt_s, median, progress, verdict
 from bench.servers import StandinOptions, cpu_seconds, start_app, start_standin
-
-go_offline()
-
-import httpx  # noqa: E402
-from gradio_client import Client  # noqa: E402
-
-from sd35.params import GenerationRequest  # noqa: E402
-from sd35.ui import generate_inputs  # noqa: E402
+from harness import stop_process
+from sd35.params import GenerationRequest
+from sd35.ui import generate_inputs
 
 SIZES = (1, 4, 8)
 SIZE = 512

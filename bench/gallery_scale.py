@@ -31,25 +31,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.common import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    ROOT,
-    Section,
-    Table,
-    Target,
+from bench.common import ROOT, Section, Table, Target, fmt_s, median, progress, rss_mib, verdict
+from harness import (
+    chromium,
     closed_port,
-    fmt_s,
-    go_offline,
-    median,
+    free_port,
     offline_environment,
-    progress,
-    rss_mib,
     stop_process,
-    verdict,
+    wait_for_http,
 )
 from sd35.ui import PAGE_SIZE
 
@@ -188,7 +177,6 @@ MILESTONES_JS = """
 
 def measure_app(folder: Path, count: int, loads: int, browser: Any) -> dict[str, Any]:
     """Start the app on ``folder`` and open its page ``loads`` times."""
-    from bench.common import free_port, wait_for_http
 
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
@@ -273,8 +261,6 @@ def measure_plain_page(work: Path, loads: int, browser: Any) -> list[float]:
 
 def run(quick: bool = False, *, sizes: list[int] | None = None) -> Section:
     """Measure every size (always with the empty gallery first, the baseline)."""
-    from playwright.sync_api import sync_playwright
-
     began = time.monotonic()
     wanted = sizes or ([1000] if quick else [1000, 10_000])
     sizes = [0, *[size for size in wanted if size != 0]]
@@ -283,31 +269,27 @@ def run(quick: bool = False, *, sizes: list[int] | None = None) -> Section:
     app: dict[int, dict[str, Any]] = {}
     work = Path(tempfile.mkdtemp(prefix="sd35-bench-gallery-"))
     try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            try:
-                for size in sizes:
-                    folder = work / f"gallery-{size}" / "outputs"
-                    progress(f"gallery: filling and timing the store with {size:,} images")
-                    command = ["-m", "bench.gallery_scale", "--child", str(folder), str(size)]
-                    output = subprocess.run(
-                        [sys.executable, *command],
-                        cwd=ROOT,
-                        env=offline_environment(),
-                        capture_output=True,
-                        text=True,
-                        timeout=600,
-                        check=True,
-                    )
-                    store[size] = json.loads(output.stdout.strip().splitlines()[-1])
-                    progress(f"gallery: the app and its page with {size:,} images")
-                    app[size] = measure_app(folder, size, loads, browser)
-                plain: list[float] = []
-                if not quick:
-                    progress("gallery: a small plain Gradio page, for comparison")
-                    plain = measure_plain_page(work, loads, browser)
-            finally:
-                browser.close()
+        with chromium() as browser:
+            for size in sizes:
+                folder = work / f"gallery-{size}" / "outputs"
+                progress(f"gallery: filling and timing the store with {size:,} images")
+                command = ["-m", "bench.gallery_scale", "--child", str(folder), str(size)]
+                output = subprocess.run(
+                    [sys.executable, *command],
+                    cwd=ROOT,
+                    env=offline_environment(),
+                    capture_output=True,
+                    text=True,
+                    timeout=600,
+                    check=True,
+                )
+                store[size] = json.loads(output.stdout.strip().splitlines()[-1])
+                progress(f"gallery: the app and its page with {size:,} images")
+                app[size] = measure_app(folder, size, loads, browser)
+            plain: list[float] = []
+            if not quick:
+                progress("gallery: a small plain Gradio page, for comparison")
+                plain = measure_plain_page(work, loads, browser)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return summarise(store, app, plain, loads, time.monotonic() - began)
@@ -414,7 +396,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--child", metavar="DIR", help=argparse.SUPPRESS)
     parser.add_argument("sizes", nargs="*", type=int)
     args = parser.parse_args(argv)
-    go_offline()
     if args.child:
         print(json.dumps(child(Path(args.child), args.sizes[0])))
         return 0

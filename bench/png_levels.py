@@ -10,13 +10,8 @@ CPU time is the best of a few runs (this process only), the size is the file's.
 from __future__ import annotations
 
 import io
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
-
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from PIL import Image
 

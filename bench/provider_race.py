@@ -26,13 +26,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.common import go_offline
-
-go_offline()
-
 PROMPT = "a provider race"
 SIZE = 1024
 STEPS = 40

@@ -8,7 +8,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.common import ROOT, free_port, offline_environment, stop_process, wait_for_http
+from bench.common import ROOT
+from harness import free_port, offline_environment, stop_process, wait_for_http
 
 
 @dataclass(frozen=True)

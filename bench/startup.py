@@ -26,25 +26,25 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from bench.common import (
     ROOT,
     Budget,
     Section,
     Table,
     Target,
-    closed_port,
     fmt_ratio,
     fmt_s,
-    free_port,
     median,
-    offline_environment,
     progress,
     rss_mib,
-    stop_process,
     verdict,
+)
+from harness import (
+    closed_port,
+    free_port,
+    http_ok,
+    offline_environment,
+    stop_process,
     wait_for_http,
 )
 
@@ -138,7 +138,6 @@ def probe(work: Path) -> dict[str, Any]:
     )
     running = sd35.server.start(options)
     started = time.perf_counter()
-    from bench.common import http_ok
 
     assert http_ok(running.url)
     answered = time.perf_counter()
@@ -236,9 +235,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--probe", metavar="DIR", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.probe:
-        from bench.common import go_offline
-
-        go_offline()
         print(json.dumps(probe(Path(args.probe))), flush=True)
         os._exit(0)  # the server threads would otherwise keep this child alive
     print(run(args.quick, runs=args.runs).markdown())

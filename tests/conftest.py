@@ -7,19 +7,14 @@ from collections.abc import Iterator
 
 import pytest
 
+from harness import chromium, chromium_available, go_offline
+
 # No test may reach a public host: drop any proxy the environment sets (tests that want a
-# proxy start their own on loopback) and keep huggingface_hub offline.
-for _name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
-    os.environ.pop(_name, None)
-os.environ["NO_PROXY"] = "127.0.0.1,localhost"
-os.environ["HF_HUB_OFFLINE"] = "1"
-os.environ.pop("HF_TOKEN", None)
-os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
-os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+# proxy start their own on loopback), keep huggingface_hub offline, no token, no analytics.
+go_offline()
 
 from sd35.server import RunningStudio  # noqa: E402
 from sd35.standin import StandinConfig, StandinServer  # noqa: E402
-from tests.browser import chromium, chromium_available  # noqa: E402
 from tests.studio_support import launch_studio  # noqa: E402
 
 _RESET = {"fault": None, "fault_once": None, "seconds_per_step": 0.01, "queue_hold": 0.0}

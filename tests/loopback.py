@@ -119,16 +119,3 @@ class FakeHub:
     def __exit__(self, *exc: object) -> None:
         self._server.shutdown()
         self._server.server_close()
-
-
-def free_port() -> int:
-    """A loopback port that was free a moment ago (nothing listens on it yet)."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-#: A loopback port nothing listens on: connections to it are refused at once.
-closed_port = free_port

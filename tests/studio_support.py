@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness import free_port
 from sd35.params import GenerationRequest
 from sd35.server import RunningStudio, ServerOptions, start
 from sd35.ui import generate_inputs
-from tests.loopback import free_port
 
 
 def launch_studio(space_url: str, output_dir: Path, **options) -> RunningStudio:

@@ -18,11 +18,11 @@ import pytest
 import webuiapi
 from PIL import Image
 
+from harness import closed_port, wait_for
 from sd35.api import MODEL_ALIASES, MODEL_ID
 from sd35.metadata import read_metadata
 from sd35.server import RunningStudio
 from sd35.standin import StandinServer
-from tests.loopback import closed_port
 from tests.studio_support import launch_studio
 
 KEY = "sk-local-test-7d1f0c"
@@ -94,16 +94,6 @@ def run_in_thread(target, *args, **kwargs) -> tuple[threading.Thread, dict]:
     thread = threading.Thread(target=body, daemon=True)
     thread.start()
     return thread, outcome
-
-
-def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not met in time")
 
 
 # --- OpenAI ------------------------------------------------------------------------------------

@@ -13,7 +13,6 @@ import base64
 import io
 import json
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,6 +22,7 @@ import pytest
 import webuiapi
 from PIL import Image
 
+from harness import wait_for
 from sd35.api import MODEL_ID
 from sd35.metadata import read_metadata
 from sd35.server import RunningStudio
@@ -135,16 +135,6 @@ def guarded(
     )
     yield running
     running.close()
-
-
-def wait_for(predicate, timeout: float = 15.0, interval: float = 0.02):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not met in time")
 
 
 def in_thread(target, *args, **kwargs) -> tuple[threading.Thread, dict]:

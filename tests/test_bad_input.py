@@ -12,11 +12,11 @@ import httpx
 import pytest
 from gradio_client import Client
 
+from harness import free_port
 from sd35 import cli, server
 from sd35.backends.panel import ANY
 from sd35.server import RunningStudio
 from sd35.standin import StandinServer
-from tests.loopback import free_port
 from tests.studio_support import generate_args, launch_studio, open_page
 
 HUGE = "1" + "0" * 400  # 10**400: a valid JSON number no float can hold

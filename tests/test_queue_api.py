@@ -10,9 +10,9 @@ from datetime import datetime
 import httpx
 import pytest
 
+from harness import wait_for
 from sd35.server import RunningStudio
 from sd35.standin import StandinConfig, StandinServer
-from tests.queue_support import wait_for
 from tests.studio_support import launch_studio
 
 ANN, BOB = ("ann", "ann-pass"), ("bob", "bob-pass")

@@ -19,6 +19,7 @@ from gradio_client.exceptions import AppError
 from gradio_client.utils import QueueError, Status, StatusUpdate
 from PIL import Image
 
+from harness import wait_for
 from sd35.standin import (
     CRASH_MESSAGE,
     ERROR_MESSAGE,
@@ -108,13 +109,6 @@ def watch(job: Any, timeout: float = 30) -> list[StatusUpdate]:
         assert time.monotonic() < deadline, "job did not finish"
         time.sleep(0.003)
     return seen
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.01)
 
 
 # ----------------------------------------------------------------------------------------
