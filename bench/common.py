@@ -1,10 +1,12 @@
-"""What every benchmark of the suite shares: progress lines, medians, bounded loops, the
-machine's description, and the tables the suite prints. Ports, waiting, the loopback-only
-environment, child processes and Chromium come from ``harness`` (shared with the tests).
+"""What every benchmark of the suite shares: progress lines, medians, bounded loops, running
+one section alone, and the machine's description. The tables are in ``bench/report.py``;
+ports, waiting, the loopback-only environment, child processes and Chromium come from
+``harness`` (shared with the tests).
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import platform
@@ -12,11 +14,11 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
+from bench.report import Section
 from harness import CHROMIUM
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,79 +59,18 @@ class Budget:
             yield index
 
 
-# --- results ----------------------------------------------------------------------------------
-
-
-@dataclass
-class Table:
-    """A Markdown table: a header row and rows of already formatted cells."""
-
-    header: list[str]
-    rows: list[list[str]] = field(default_factory=list)
-
-    def add(self, *cells: object) -> None:
-        self.rows.append([str(cell) for cell in cells])
-
-    def markdown(self) -> str:
-        lines = ["| " + " | ".join(self.header) + " |", "|" + "---|" * len(self.header)]
-        lines += ["| " + " | ".join(row) + " |" for row in self.rows]
-        return "\n".join(lines)
-
-
-@dataclass
-class Target:
-    """One target of the issue, and whether this run met it."""
-
-    section: str
-    what: str
-    target: str
-    measured: str
-    met: bool | None  # None: could not be measured in this run
-
-    @property
-    def verdict(self) -> str:
-        return {True: "yes", False: "**no**", None: "not measured"}[self.met]
-
-
-@dataclass
-class Section:
-    """What one benchmark hands back: its tables, its targets and notes on method."""
-
-    title: str
-    tables: list[Table] = field(default_factory=list)
-    targets: list[Target] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-
-    def markdown(self) -> str:
-        parts = [f"## {self.title}", ""]
-        for table in self.tables:
-            parts += [table.markdown(), ""]
-        parts += [f"- {note}" for note in self.notes]
-        if self.notes:
-            parts.append("")
-        parts.append(f"_Section time: {self.seconds:.0f} s._")
-        return "\n".join(parts)
-
-
-def verdict(met: bool | None) -> str:
-    """The "met?" cell."""
-    return {True: "yes", False: "**no**", None: "n/a"}[met]
-
-
-def fmt_ms(seconds: float) -> str:
-    """Seconds as milliseconds, for a cell."""
-    return "—" if seconds != seconds else f"{seconds * 1000:.0f} ms"
-
-
-def fmt_s(seconds: float) -> str:
-    """Seconds, for a cell."""
-    return "—" if seconds != seconds else f"{seconds:.3f} s"
-
-
-def fmt_ratio(value: float) -> str:
-    """A ratio, for a cell."""
-    return "—" if value != value else f"{value:.2f}×"
+def section_main(
+    run: Callable[..., Section], doc: str, argv: list[str] | None, *options: tuple[str, dict]
+) -> int:
+    """``python3 -m bench.<module> [--quick] [options]``: run one section alone and print its
+    tables. ``options`` are ``(flag, add_argument keywords)``; each goes to ``run`` by name."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    for flag, settings in options:
+        parser.add_argument(flag, **settings)
+    args = vars(parser.parse_args(argv))
+    print(run(args.pop("quick"), **args).markdown())
+    return 0
 
 
 # --- the machine ----------------------------------------------------------------------------

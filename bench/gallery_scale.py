@@ -19,7 +19,6 @@ with the empty gallery's.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import subprocess
@@ -31,15 +30,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bench.common import ROOT, Section, Table, Target, fmt_s, median, progress, rss_mib, verdict
-from harness import (
-    chromium,
-    closed_port,
-    free_port,
-    offline_environment,
-    stop_process,
-    wait_for_http,
-)
+from bench.common import ROOT, median, progress, rss_mib, section_main
+from bench.report import Section, Table, Target, fmt_s, verdict
+from bench.servers import nowhere, spawn_app
+from harness import chromium, offline_environment, stop_process, wait_for_http
 from sd35.ui import PAGE_SIZE
 
 WORDS = ["cat", "dog", "lighthouse", "forest", "neon", "city", "portrait", "river", "castle", "bot"]
@@ -177,28 +171,8 @@ MILESTONES_JS = """
 
 def measure_app(folder: Path, count: int, loads: int, browser: Any) -> dict[str, Any]:
     """Start the app on ``folder`` and open its page ``loads`` times."""
-
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/"
-    args = [
-        sys.executable,
-        str(ROOT / "app.py"),
-        "--space",
-        f"http://127.0.0.1:{closed_port()}/",
-        "--port",
-        str(port),
-        "--output-dir",
-        str(folder),
-    ]
     began = time.time()
-    with (folder.parent / "app.log").open("a") as log:
-        process = subprocess.Popen(
-            args,
-            cwd=folder.parent,
-            env=offline_environment(),
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-        )
+    process, url = spawn_app(nowhere(), folder.parent, output_dir=folder)
     try:
         start_s = wait_for_http(url, timeout=180, process=process) - began
         rss_started = rss_mib(process.pid)
@@ -391,16 +365,11 @@ def summarise(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--child", metavar="DIR", help=argparse.SUPPRESS)
-    parser.add_argument("sizes", nargs="*", type=int)
-    args = parser.parse_args(argv)
-    if args.child:
-        print(json.dumps(child(Path(args.child), args.sizes[0])))
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--child"]:  # in a child: ``--child DIR SIZE``
+        print(json.dumps(child(Path(argv[1]), int(argv[2]))))
         return 0
-    print(run(args.quick, sizes=args.sizes or None).markdown())
-    return 0
+    return section_main(run, __doc__, argv, ("sizes", {"nargs": "*", "type": int}))
 
 
 if __name__ == "__main__":

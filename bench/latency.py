@@ -34,7 +34,6 @@ taken off, and the uncertainty left is printed.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import concurrent.futures
 import contextlib
@@ -53,18 +52,8 @@ import httpx
 from gradio.processing_utils import hash_file
 from gradio_client import Client
 
-from bench.common import (
-    Budget,
-    Section,
-    Table,
-    Target,
-    fmt_ms,
-    fmt_ratio,
-    fmt_s,
-    median,
-    progress,
-    verdict,
-)
+from bench.common import Budget, median, progress, section_main
+from bench.report import Section, Table, Target, fmt_ms, fmt_ratio, fmt_s, verdict
 from bench.servers import StandinOptions, start_app, start_standin
 from bench.standin_probe import read_emissions
 from harness import chromium, stop_process
@@ -605,14 +594,11 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--runs", type=int)
-    parser.add_argument("--size", type=int, default=512)
-    parser.add_argument("--steps", type=int, default=20)
-    args = parser.parse_args(argv)
-    print(run(args.quick, runs=args.runs, size=args.size, steps=args.steps).markdown())
-    return 0
+    size, steps = (
+        ("--size", {"type": int, "default": 512}),
+        ("--steps", {"type": int, "default": 20}),
+    )
+    return section_main(run, __doc__, argv, ("--runs", {"type": int}), size, steps)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from PIL import Image
 
-from bench.common import Table, fmt_ms
+from bench.report import Table, fmt_ms
 from sd35.png_writer import COMPRESS_LEVEL, encode_png
 from sd35.standin import textured_image
 

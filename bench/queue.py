@@ -25,7 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import Section, Table, Target, fmt_ms, fmt_ratio, fmt_s, median, progress, rss_mib
+from bench.common import median, progress, rss_mib
+from bench.report import Section, Table, Target, fmt_ms, fmt_ratio, fmt_s
 from bench.servers import StandinOptions, start_app, start_standin
 from harness import chromium, closed_port, stop_process
 

@@ -17,7 +17,6 @@ bench's interpreter that has g4f: ``bench/requirements.txt``).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -32,19 +31,8 @@ import httpx
 from gradio_client import Client
 
 from bench import png_levels
-from bench.common import (
-    ROOT,
-    Budget,
-    Section,
-    Table,
-    Target,
-    fmt_ms,
-    fmt_ratio,
-    fmt_s,
-    median,
-    progress,
-    verdict,
-)
+from bench.common import ROOT, Budget, median, progress, section_main
+from bench.report import Section, Table, Target, fmt_ms, fmt_ratio, fmt_s, verdict
 from bench.servers import StandinOptions, cpu_seconds, start_app, start_standin
 from harness import offline_environment, stop_process
 from sd35.params import GenerationRequest
@@ -328,12 +316,7 @@ def report(totals, cpu, failures, race, race_problem, seconds: float) -> Section
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--rounds", type=int)
-    args = parser.parse_args(argv)
-    print(run(args.quick, rounds=args.rounds).markdown())
-    return 0
+    return section_main(run, __doc__, argv, ("--rounds", {"type": int}))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,8 @@ import time
 import traceback
 from pathlib import Path
 
-from bench.common import ROOT, Section, Table, load_average, machine, progress
+from bench.common import ROOT, load_average, machine, progress
+from bench.report import Section, Table
 
 #: Section name → module; each module has ``run(quick: bool) -> Section``.
 SECTIONS = {
