@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -61,6 +61,24 @@ def studio(preview_space, tmp_path) -> Iterator[RunningStudio]:
     running = launch_studio(preview_space.url, tmp_path / "outputs")
     yield running
     running.close()
+
+
+@pytest.fixture(scope="module")
+def launch_module_app(
+    _preview_server: StandinServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., RunningStudio]]:
+    """Start studio apps (``ServerOptions`` keywords) on the preview stand-in, shared by a
+    module's tests, each with its own output folder; all closed when the module ends."""
+    apps: list[RunningStudio] = []
+
+    def launch(**options: object) -> RunningStudio:
+        output_dir = tmp_path_factory.mktemp("app") / "outputs"
+        apps.append(launch_studio(_preview_server.url, output_dir, **options))
+        return apps[-1]
+
+    yield launch
+    for app in apps:
+        app.close()
 
 
 @pytest.fixture(scope="module")

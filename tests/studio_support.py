@@ -23,6 +23,15 @@ def generate_args(prompt: str, *, steps: int = 8, seed: int = 0, randomize: bool
     return generate_inputs(request)
 
 
+def wait_text(page, selector: str, *texts: str, timeout: int = 30000) -> None:
+    """Wait until the element's text holds every one of ``texts`` at once."""
+    page.wait_for_function(
+        "([s, ts]) => ts.every((t) => document.querySelector(s)?.innerText.includes(t))",
+        arg=[selector, list(texts)],
+        timeout=timeout,
+    )
+
+
 def open_page(browser, url: str):
     page = browser.new_page(viewport={"width": 1400, "height": 1100})
     page.goto(url)

@@ -9,7 +9,6 @@ import io
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -46,15 +45,9 @@ def png(data: bytes) -> Image.Image:
 
 
 @pytest.fixture(scope="module")
-def api_studio(
-    _preview_server: StandinServer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningStudio]:
+def api_studio(launch_module_app) -> RunningStudio:
     """One studio for the module: APIs and MCP on, no credentials (loopback)."""
-    running = launch_studio(
-        _preview_server.url, tmp_path_factory.mktemp("api") / "outputs", api=True, mcp=True
-    )
-    yield running
-    running.close()
+    return launch_module_app(api=True, mcp=True)
 
 
 @pytest.fixture
@@ -64,19 +57,9 @@ def studio_api(api_studio: RunningStudio, preview_space: StandinServer) -> Runni
 
 
 @pytest.fixture(scope="module")
-def keyed_studio(
-    _preview_server: StandinServer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningStudio]:
-    running = launch_studio(
-        _preview_server.url,
-        tmp_path_factory.mktemp("keyed") / "outputs",
-        api=True,
-        mcp=True,
-        api_key=KEY,
-        api_auth=[ALICE],
-    )
-    yield running
-    running.close()
+def keyed_studio(launch_module_app) -> RunningStudio:
+    """The module's studio with an API key and a Basic user."""
+    return launch_module_app(api=True, mcp=True, api_key=KEY, api_auth=[ALICE])
 
 
 def run_in_thread(target, *args, **kwargs) -> tuple[threading.Thread, dict]:
