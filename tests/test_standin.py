@@ -259,14 +259,6 @@ def test_faults_raising_gr_error_arrive_as_app_error(
     assert Path(path).is_file()
 
 
-def test_quota_message_is_verbatim_zerogpu() -> None:
-    assert QUOTA_MESSAGE.startswith(
-        "You have exceeded your GPU quota (60s requested vs. 56s left)."
-    )
-    assert 'href="https://huggingface.co/join">Create a free account</a>' in QUOTA_MESSAGE
-    assert QUOTA_WAIT_MESSAGE.endswith("retry in 0:09:48.")
-
-
 def test_error_strikes_halfway(server: StandinServer, make_client: MakeClient) -> None:
     server.config.seconds_per_step = 0.03
     server.config.fault = "error"
