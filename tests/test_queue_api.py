@@ -27,7 +27,7 @@ def standin() -> Iterator[StandinServer]:
 
 @pytest.fixture(scope="module")
 def running(standin, tmp_path_factory) -> Iterator[RunningStudio]:
-    studio = launch_studio(
+    running = launch_studio(
         standin.url,
         tmp_path_factory.mktemp("queue-api") / "outputs",
         api=True,
@@ -35,8 +35,8 @@ def running(standin, tmp_path_factory) -> Iterator[RunningStudio]:
         max_queue=3,
         concurrency=1,
     )
-    yield studio
-    studio.close()
+    yield running
+    running.close()
 
 
 @pytest.fixture
