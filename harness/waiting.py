@@ -10,7 +10,7 @@ T = TypeVar("T")
 
 
 def wait_for(
-    predicate: Callable[[], T], timeout: float = 20.0, *, interval: float = 0.02, what: str = ""
+    predicate: Callable[[], T], timeout: float = 20.0, what: str = "", *, interval: float = 0.02
 ) -> T:
     """Poll ``predicate`` until it returns something truthy and return that; raise
     ``AssertionError`` (a test failure) after ``timeout`` seconds."""
