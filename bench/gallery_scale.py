@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,10 +29,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bench.common import ROOT, median, progress, rss_mib, section_main
+from bench.common import median, progress, rss_mib, section_main
 from bench.report import Section, Table, Target, fmt_s, verdict
-from bench.servers import nowhere, spawn_app
-from harness import chromium, offline_environment, stop_process, wait_for_http
+from bench.servers import nowhere, run_module, spawn_app
+from harness import chromium, stop_process, wait_for_http
 from sd35.ui import PAGE_SIZE
 
 WORDS = ["cat", "dog", "lighthouse", "forest", "neon", "city", "portrait", "river", "castle", "bot"]
@@ -247,16 +246,8 @@ def run(quick: bool = False, *, sizes: list[int] | None = None) -> Section:
             for size in sizes:
                 folder = work / f"gallery-{size}" / "outputs"
                 progress(f"gallery: filling and timing the store with {size:,} images")
-                command = ["-m", "bench.gallery_scale", "--child", str(folder), str(size)]
-                output = subprocess.run(
-                    [sys.executable, *command],
-                    cwd=ROOT,
-                    env=offline_environment(),
-                    capture_output=True,
-                    text=True,
-                    timeout=600,
-                    check=True,
-                )
+                child_args = ("--child", str(folder), str(size))
+                output = run_module("bench.gallery_scale", *child_args, timeout=600, check=True)
                 store[size] = json.loads(output.stdout.strip().splitlines()[-1])
                 progress(f"gallery: the app and its page with {size:,} images")
                 app[size] = measure_app(folder, size, loads, browser)

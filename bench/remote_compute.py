@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,8 +32,8 @@ from gradio_client import Client
 from bench import png_levels
 from bench.common import ROOT, Budget, median, progress, section_main
 from bench.report import Section, Table, Target, fmt_ms, fmt_ratio, fmt_s, verdict
-from bench.servers import StandinOptions, cpu_seconds, start_app, start_standin
-from harness import offline_environment, stop_process
+from bench.servers import StandinOptions, cpu_seconds, run_module, start_app, start_standin
+from harness import stop_process
 from sd35.params import GenerationRequest
 from sd35.ui import generate_inputs
 
@@ -113,11 +112,8 @@ def provider_race(space: str, runs: int, work: Path) -> tuple[list[dict[str, Any
             f"no bench interpreter at {BENCH_PYTHON}: python3 -m venv --system-site-packages "
             ".venv-bench && .venv-bench/bin/pip install -r bench/requirements.txt"
         )
-    args = [str(BENCH_PYTHON), "-m", "bench.provider_race", "--space", space]
-    args += ["--runs", str(runs), "--output-dir", str(work / "provider-outputs")]
-    done = subprocess.run(
-        args, cwd=ROOT, env=offline_environment(), capture_output=True, text=True, timeout=600
-    )
+    args = ["--space", space, "--runs", str(runs), "--output-dir", str(work / "provider-outputs")]
+    done = run_module("bench.provider_race", *args, timeout=600, python=str(BENCH_PYTHON))
     rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode != 0 or not rows:
         return rows, (done.stderr.strip().splitlines() or ["no output"])[-1]

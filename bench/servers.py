@@ -94,6 +94,22 @@ def start_app(
     return process, url
 
 
+def run_module(
+    module: str, *args: str, timeout: float, check: bool = False, python: str = sys.executable
+) -> subprocess.CompletedProcess[str]:
+    """``python -m module args`` in a child process from the repository root, loopback only;
+    its output captured as text."""
+    return subprocess.run(
+        [python, "-m", module, *args],
+        cwd=ROOT,
+        env=offline_environment(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=check,
+    )
+
+
 def nowhere() -> str:
     """A Space URL on a closed loopback port: an app pointed there never touches the network."""
     return f"http://127.0.0.1:{closed_port()}/"

@@ -25,9 +25,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.common import ROOT, Budget, median, progress, rss_mib, section_main
+from bench.common import Budget, median, progress, rss_mib, section_main
 from bench.report import Section, Table, Target, fmt_ratio, fmt_s, verdict
-from bench.servers import nowhere, spawn_app
+from bench.servers import nowhere, run_module, spawn_app
 from harness import (
     closed_port,
     free_port,
@@ -145,15 +145,7 @@ def run(quick: bool = False, *, runs: int | None = None) -> Section:
         breakdown: dict[str, Any] = {}
         if not quick:  # a smoke run skips the breakdown
             progress("startup: one timed breakdown of the app's start")
-            output = subprocess.run(
-                [sys.executable, "-m", "bench.startup", "--probe", folder],
-                cwd=ROOT,
-                env=offline_environment(),
-                capture_output=True,
-                text=True,
-                timeout=240,
-                check=False,
-            )
+            output = run_module("bench.startup", "--probe", folder, timeout=240)
             if output.returncode == 0 and output.stdout.strip():
                 breakdown = json.loads(output.stdout.strip().splitlines()[-1])
             else:
