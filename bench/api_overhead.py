@@ -2,8 +2,8 @@
 ``/v1/images/generations`` (``b64_json``) against a bare ``gradio_client`` call to the same
 stand-in Space, as a ratio of medians.
 
-    python bench/api_overhead.py                 # 10 runs each, 10 steps of 20 ms
-    python bench/api_overhead.py --runs 20 --steps 20 --seconds-per-step 0.01 --json
+    python3 -m bench.api_overhead              # 10 runs each, 10 steps of 20 ms
+    python3 -m bench.api_overhead --runs 20 --steps 20 --seconds-per-step 0.01 --json
 
 The stand-in (with previews) and the studio (``app.py --api``) each run in a process of their
 own, so the clients measured here share no interpreter with the servers. Both paths make the
@@ -25,13 +25,11 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import httpx
+from gradio_client import Client
 
-import httpx  # noqa: E402
-from gradio_client import Client  # noqa: E402
-
-from bench.common import free_port, wait_for_http  # noqa: E402
+from bench.common import ROOT
+from harness import free_port, wait_for_http
 
 PROMPT = "an api overhead benchmark"
 SIZE = 512

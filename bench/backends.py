@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import Budget, Section, Table, Target, fmt_ms, fmt_ratio, median, progress
+from bench.common import Budget, median, progress
+from bench.report import Section, Table, Target, fmt_ms, fmt_ratio
 
 #: The stand-in's "GPU" time per image: a one-second job, as the queue's targets assume.
 SECONDS_PER_IMAGE = 1.0

@@ -1,59 +1,27 @@
-"""What every benchmark of the suite shares: a loopback-only environment, child processes that
-always stop, medians, the machine's description, and the tables the suite prints.
-
-Nothing here reaches beyond 127.0.0.1: child processes get an environment without proxies,
-with Hugging Face offline and Gradio's analytics off.
+"""What every benchmark of the suite shares: progress lines, medians, bounded loops, running
+one section alone, and the machine's description. The tables are in ``bench/report.py``;
+ports, waiting, the loopback-only environment, child processes and Chromium come from
+``harness`` (shared with the tests).
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
+from bench.report import Section
+from harness import CHROMIUM
+
 ROOT = Path(__file__).resolve().parents[1]
-
-#: Variables that could send a request off this machine, or make a library phone home.
-_PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy")
-_OFFLINE = {
-    "GRADIO_ANALYTICS_ENABLED": "False",
-    "HF_HUB_OFFLINE": "1",
-    "HF_HUB_DISABLE_TELEMETRY": "1",
-    "NO_PROXY": "127.0.0.1,localhost",
-    "no_proxy": "127.0.0.1,localhost",
-}
-
-
-def offline_environment() -> dict[str, str]:
-    """The environment for child processes: this one, loopback only, no token."""
-    env = {k: v for k, v in os.environ.items() if k not in _PROXY_VARIABLES}
-    env.pop("all_proxy", None)
-    env.pop("HF_TOKEN", None)
-    env.update(_OFFLINE)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
-    return env
-
-
-def go_offline() -> None:
-    """Make this process loopback-only too (call before gradio or gradio_client is imported)."""
-    for name in (*_PROXY_VARIABLES, "all_proxy", "HF_TOKEN"):
-        os.environ.pop(name, None)
-    os.environ.update(_OFFLINE)
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-
-
-# The browser tests' Chromium and flags (Debian's, headless, nothing phoning home).
-from tests.browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402, F401  (re-exported)
 
 _STARTED = time.monotonic()
 
@@ -68,74 +36,12 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def closed_port() -> int:
-    """A loopback port nobody listens on (connections are refused at once)."""
-    return free_port()
-
-
-def http_ok(url: str, timeout: float = 2.0) -> bool:
-    """Whether ``url`` answers HTTP 200 (no proxy, loopback only)."""
-    import urllib.error
-    import urllib.request
-
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(url, timeout=timeout) as response:
-            return bool(response.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False
-
-
-def wait_for_http(
-    url: str, *, timeout: float = 120.0, interval: float = 0.02, process: subprocess.Popen | None
-) -> float:
-    """Poll ``url`` until it answers 200; return the wall-clock time (``time.time()``) of that
-    answer. Fails when ``process`` exits first or after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if http_ok(url):
-            return time.time()
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"the server for {url} exited with code {process.returncode}")
-        time.sleep(interval)
-    raise TimeoutError(f"{url} did not answer in {timeout:.0f} s")
-
-
 def rss_mib(pid: int | str = "self") -> float:
     """Resident memory of a process in MiB, from /proc (Linux)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
-
-def stop_process(process: subprocess.Popen | None, timeout: float = 15.0) -> None:
-    """Terminate a child we started (by its own pid), then kill it if it does not go."""
-    if process is None or process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=timeout)
-
-
-@contextlib.contextmanager
-def child(args: Sequence[str], **kwargs: object) -> Iterator[subprocess.Popen]:
-    """A child process that is always stopped when the block ends."""
-    process = subprocess.Popen(list(args), env=offline_environment(), **kwargs)  # type: ignore[call-overload]
-    try:
-        yield process
-    finally:
-        stop_process(process)
 
 
 class Budget:
@@ -153,79 +59,18 @@ class Budget:
             yield index
 
 
-# --- results ----------------------------------------------------------------------------------
-
-
-@dataclass
-class Table:
-    """A Markdown table: a header row and rows of already formatted cells."""
-
-    header: list[str]
-    rows: list[list[str]] = field(default_factory=list)
-
-    def add(self, *cells: object) -> None:
-        self.rows.append([str(cell) for cell in cells])
-
-    def markdown(self) -> str:
-        lines = ["| " + " | ".join(self.header) + " |", "|" + "---|" * len(self.header)]
-        lines += ["| " + " | ".join(row) + " |" for row in self.rows]
-        return "\n".join(lines)
-
-
-@dataclass
-class Target:
-    """One target of the issue, and whether this run met it."""
-
-    section: str
-    what: str
-    target: str
-    measured: str
-    met: bool | None  # None: could not be measured in this run
-
-    @property
-    def verdict(self) -> str:
-        return {True: "yes", False: "**no**", None: "not measured"}[self.met]
-
-
-@dataclass
-class Section:
-    """What one benchmark hands back: its tables, its targets and notes on method."""
-
-    title: str
-    tables: list[Table] = field(default_factory=list)
-    targets: list[Target] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-
-    def markdown(self) -> str:
-        parts = [f"## {self.title}", ""]
-        for table in self.tables:
-            parts += [table.markdown(), ""]
-        parts += [f"- {note}" for note in self.notes]
-        if self.notes:
-            parts.append("")
-        parts.append(f"_Section time: {self.seconds:.0f} s._")
-        return "\n".join(parts)
-
-
-def verdict(met: bool | None) -> str:
-    """The "met?" cell."""
-    return {True: "yes", False: "**no**", None: "n/a"}[met]
-
-
-def fmt_ms(seconds: float) -> str:
-    """Seconds as milliseconds, for a cell."""
-    return "—" if seconds != seconds else f"{seconds * 1000:.0f} ms"
-
-
-def fmt_s(seconds: float) -> str:
-    """Seconds, for a cell."""
-    return "—" if seconds != seconds else f"{seconds:.3f} s"
-
-
-def fmt_ratio(value: float) -> str:
-    """A ratio, for a cell."""
-    return "—" if value != value else f"{value:.2f}×"
+def section_main(
+    run: Callable[..., Section], doc: str, argv: list[str] | None, *options: tuple[str, dict]
+) -> int:
+    """``python3 -m bench.<module> [--quick] [options]``: run one section alone and print its
+    tables. ``options`` are ``(flag, add_argument keywords)``; each goes to ``run`` by name."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    for flag, settings in options:
+        parser.add_argument(flag, **settings)
+    args = vars(parser.parse_args(argv))
+    print(run(args.pop("quick"), **args).markdown())
+    return 0
 
 
 # --- the machine ----------------------------------------------------------------------------

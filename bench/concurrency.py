@@ -17,7 +17,6 @@ bound by this machine's CPU rather than by waiting.
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import sys
@@ -26,31 +25,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import httpx
+from gradio_client import Client
 
-from bench.common import (
-    Budget,
-    Section,
-    Table,
-    Target,
-    fmt_ratio,
-    fmt_s,
-    go_offline,
-    median,
-    progress,
-    stop_process,
-    verdict,
-)
+from bench.common import Budget, median, progress, section_main
+from bench.report import Section, Table, Target, fmt_ratio, fmt_s, verdict
 from bench.servers import StandinOptions, cpu_seconds, start_app, start_standin
-
-go_offline()
-
-import httpx  # noqa: E402
-from gradio_client import Client  # noqa: E402
-
-from sd35.params import GenerationRequest  # noqa: E402
-from sd35.ui import generate_inputs  # noqa: E402
+from harness import stop_process
+from sd35.params import GenerationRequest
+from sd35.ui import generate_inputs
 
 SIZES = (1, 4, 8)
 SIZE = 512
@@ -198,12 +181,7 @@ def run(quick: bool = False, *, rounds: int | None = None) -> Section:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--rounds", type=int)
-    args = parser.parse_args(argv)
-    print(run(args.quick, rounds=args.rounds).markdown())
-    return 0
+    return section_main(run, __doc__, argv, ("--rounds", {"type": int}))
 
 
 if __name__ == "__main__":

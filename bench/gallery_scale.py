@@ -19,10 +19,8 @@ with the empty gallery's.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,26 +29,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.common import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    ROOT,
-    Section,
-    Table,
-    Target,
-    closed_port,
-    fmt_s,
-    go_offline,
-    median,
-    offline_environment,
-    progress,
-    rss_mib,
-    stop_process,
-    verdict,
-)
+from bench.common import median, progress, rss_mib, section_main
+from bench.report import Section, Table, Target, fmt_s, verdict
+from bench.servers import nowhere, run_module, spawn_app
+from harness import chromium, stop_process, wait_for_http
 from sd35.ui import PAGE_SIZE
 
 WORDS = ["cat", "dog", "lighthouse", "forest", "neon", "city", "portrait", "river", "castle", "bot"]
@@ -189,29 +171,8 @@ MILESTONES_JS = """
 
 def measure_app(folder: Path, count: int, loads: int, browser: Any) -> dict[str, Any]:
     """Start the app on ``folder`` and open its page ``loads`` times."""
-    from bench.common import free_port, wait_for_http
-
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/"
-    args = [
-        sys.executable,
-        str(ROOT / "app.py"),
-        "--space",
-        f"http://127.0.0.1:{closed_port()}/",
-        "--port",
-        str(port),
-        "--output-dir",
-        str(folder),
-    ]
     began = time.time()
-    with (folder.parent / "app.log").open("a") as log:
-        process = subprocess.Popen(
-            args,
-            cwd=folder.parent,
-            env=offline_environment(),
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-        )
+    process, url = spawn_app(nowhere(), folder.parent, output_dir=folder)
     try:
         start_s = wait_for_http(url, timeout=180, process=process) - began
         rss_started = rss_mib(process.pid)
@@ -274,8 +235,6 @@ def measure_plain_page(work: Path, loads: int, browser: Any) -> list[float]:
 
 def run(quick: bool = False, *, sizes: list[int] | None = None) -> Section:
     """Measure every size (always with the empty gallery first, the baseline)."""
-    from playwright.sync_api import sync_playwright
-
     began = time.monotonic()
     wanted = sizes or ([1000] if quick else [1000, 10_000])
     sizes = [0, *[size for size in wanted if size != 0]]
@@ -284,31 +243,19 @@ def run(quick: bool = False, *, sizes: list[int] | None = None) -> Section:
     app: dict[int, dict[str, Any]] = {}
     work = Path(tempfile.mkdtemp(prefix="sd35-bench-gallery-"))
     try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            try:
-                for size in sizes:
-                    folder = work / f"gallery-{size}" / "outputs"
-                    progress(f"gallery: filling and timing the store with {size:,} images")
-                    command = ["-m", "bench.gallery_scale", "--child", str(folder), str(size)]
-                    output = subprocess.run(
-                        [sys.executable, *command],
-                        cwd=ROOT,
-                        env=offline_environment(),
-                        capture_output=True,
-                        text=True,
-                        timeout=600,
-                        check=True,
-                    )
-                    store[size] = json.loads(output.stdout.strip().splitlines()[-1])
-                    progress(f"gallery: the app and its page with {size:,} images")
-                    app[size] = measure_app(folder, size, loads, browser)
-                plain: list[float] = []
-                if not quick:
-                    progress("gallery: a small plain Gradio page, for comparison")
-                    plain = measure_plain_page(work, loads, browser)
-            finally:
-                browser.close()
+        with chromium() as browser:
+            for size in sizes:
+                folder = work / f"gallery-{size}" / "outputs"
+                progress(f"gallery: filling and timing the store with {size:,} images")
+                child_args = ("--child", str(folder), str(size))
+                output = run_module("bench.gallery_scale", *child_args, timeout=600, check=True)
+                store[size] = json.loads(output.stdout.strip().splitlines()[-1])
+                progress(f"gallery: the app and its page with {size:,} images")
+                app[size] = measure_app(folder, size, loads, browser)
+            plain: list[float] = []
+            if not quick:
+                progress("gallery: a small plain Gradio page, for comparison")
+                plain = measure_plain_page(work, loads, browser)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return summarise(store, app, plain, loads, time.monotonic() - began)
@@ -410,17 +357,11 @@ def summarise(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--child", metavar="DIR", help=argparse.SUPPRESS)
-    parser.add_argument("sizes", nargs="*", type=int)
-    args = parser.parse_args(argv)
-    go_offline()
-    if args.child:
-        print(json.dumps(child(Path(args.child), args.sizes[0])))
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--child"]:  # in a child: ``--child DIR SIZE``
+        print(json.dumps(child(Path(argv[1]), int(argv[2]))))
         return 0
-    print(run(args.quick, sizes=args.sizes or None).markdown())
-    return 0
+    return section_main(run, __doc__, argv, ("sizes", {"nargs": "*", "type": int}))
 
 
 if __name__ == "__main__":

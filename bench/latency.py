@@ -34,7 +34,6 @@ taken off, and the uncertainty left is printed.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import concurrent.futures
 import contextlib
@@ -49,37 +48,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import httpx
+from gradio.processing_utils import hash_file
+from gradio_client import Client
 
-from bench.common import (
-    Budget,
-    Section,
-    Table,
-    Target,
-    fmt_ms,
-    fmt_ratio,
-    fmt_s,
-    go_offline,
-    median,
-    progress,
-    stop_process,
-    verdict,
-)
-
-go_offline()
-
-import httpx  # noqa: E402
-from gradio.processing_utils import hash_file  # noqa: E402
-from gradio_client import Client  # noqa: E402
-
-from bench.servers import StandinOptions, start_app, start_standin  # noqa: E402
-from bench.standin_probe import read_emissions  # noqa: E402
-from sd35.params import GenerationRequest, build_request  # noqa: E402
-from sd35.provider import ImagePreview, ImageResponse, StabilityAI_SD35Large  # noqa: E402
-from sd35.space_client import Preview, Result, SpaceClient  # noqa: E402
-from sd35.ui import generate_inputs  # noqa: E402
-from tests.browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+from bench.common import Budget, median, progress, section_main
+from bench.report import Section, Table, Target, fmt_ms, fmt_ratio, fmt_s, verdict
+from bench.servers import StandinOptions, start_app, start_standin
+from bench.standin_probe import read_emissions
+from harness import chromium, stop_process
+from sd35.params import GenerationRequest, build_request
+from sd35.provider import ImagePreview, ImageResponse, StabilityAI_SD35Large
+from sd35.space_client import Preview, Result, SpaceClient
+from sd35.ui import generate_inputs
 
 PROMPT = "a lighthouse at dusk, benchmark"
 PATHS = ["bare", "sse", "space_client", "provider", "app_api", "page"]
@@ -442,8 +423,6 @@ FINAL_SHOWN_JS = """
 
 def measure(settings: Settings) -> tuple[dict[str, list[Run]], dict[str, float]]:
     """Run every consumer ``settings.runs`` times, round-robin, after one warm-up each."""
-    from playwright.sync_api import sync_playwright
-
     work = Path(tempfile.mkdtemp(prefix="sd35-bench-latency-"))
     log = work / "emissions.log"
     standin = app = None
@@ -457,34 +436,30 @@ def measure(settings: Settings) -> tuple[dict[str, list[Run]], dict[str, float]]
         progress(f"latency: stand-in at {space}; starting the studio app")
         app, studio = start_app(space, work)
         consumers = Consumers(settings, space, studio, work)
-        with contextlib.closing(consumers), sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            try:
-                consumers.open_page(browser)
-                info["clock_offset"] = consumers.clock_offset
-                info["clock_uncertainty"] = consumers.clock_uncertainty
-                actions: dict[str, Callable[[Run], None]] = {
-                    "bare": consumers.run_bare,
-                    "sse": consumers.run_sse,
-                    "space_client": consumers.run_space_client,
-                    "provider": consumers.run_provider,
-                    "app_api": consumers.run_app_api,
-                    "page": consumers.run_page,
-                }
-                offset = 0
-                for index in Budget(settings.runs + 1, settings.budget_seconds):
-                    label = "warm-up" if index == 0 else f"run {index}/{settings.runs}"
-                    progress(f"latency: {label}")
-                    for name, action in actions.items():
-                        _, offset = read_emissions(log, offset)  # skip anything stray
-                        run = Run(started=time.time())
-                        action(run)
-                        time.sleep(0.05)  # let the stand-in's job wind down before the next
-                        run.emissions, offset = read_emissions(log, offset)
-                        if index:
-                            runs[name].append(run)
-            finally:
-                browser.close()
+        with contextlib.closing(consumers), chromium() as browser:
+            consumers.open_page(browser)
+            info["clock_offset"] = consumers.clock_offset
+            info["clock_uncertainty"] = consumers.clock_uncertainty
+            actions: dict[str, Callable[[Run], None]] = {
+                "bare": consumers.run_bare,
+                "sse": consumers.run_sse,
+                "space_client": consumers.run_space_client,
+                "provider": consumers.run_provider,
+                "app_api": consumers.run_app_api,
+                "page": consumers.run_page,
+            }
+            offset = 0
+            for index in Budget(settings.runs + 1, settings.budget_seconds):
+                label = "warm-up" if index == 0 else f"run {index}/{settings.runs}"
+                progress(f"latency: {label}")
+                for name, action in actions.items():
+                    _, offset = read_emissions(log, offset)  # skip anything stray
+                    run = Run(started=time.time())
+                    action(run)
+                    time.sleep(0.05)  # let the stand-in's job wind down before the next
+                    run.emissions, offset = read_emissions(log, offset)
+                    if index:
+                        runs[name].append(run)
     finally:
         stop_process(app)
         stop_process(standin)
@@ -619,14 +594,11 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--runs", type=int)
-    parser.add_argument("--size", type=int, default=512)
-    parser.add_argument("--steps", type=int, default=20)
-    args = parser.parse_args(argv)
-    print(run(args.quick, runs=args.runs, size=args.size, steps=args.steps).markdown())
-    return 0
+    size, steps = (
+        ("--size", {"type": int, "default": 512}),
+        ("--steps", {"type": int, "default": 20}),
+    )
+    return section_main(run, __doc__, argv, ("--runs", {"type": int}), size, steps)
 
 
 if __name__ == "__main__":

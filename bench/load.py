@@ -1,104 +1,24 @@
 """Bounded local load: many API clients at once against the studio app and a stand-in Space.
 
 Every job must end in a result or the expected "queue full" answer; nothing may hang, and the
-server's memory should come back near where it started. ``python3 bench/load.py`` runs the full
-load (50 clients) and prints its figures; ``tests/test_load.py`` runs a small one.
+server's memory should come back near where it started. ``python3 -m bench.load`` runs the full
+load (50 clients) and prints its figures; ``tests/test_load.py`` runs a small one (both with
+``harness.load.run_load``).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from gradio_client import Client  # noqa: E402
-from gradio_client.utils import QueueError  # noqa: E402
-
-from bench.common import free_port, rss_mib, wait_for_http  # noqa: E402
-from sd35.params import GenerationRequest  # noqa: E402
-from sd35.standin import StandinConfig, StandinServer  # noqa: E402
-from sd35.ui import generate_inputs  # noqa: E402
-
-ARGS = generate_inputs(
-    GenerationRequest("a load test", width=512, height=512, num_inference_steps=6)
-)
-
-
-@dataclass
-class LoadReport:
-    clients: int
-    jobs: int
-    finished: int = 0
-    queue_full: int = 0
-    other_errors: list[str] = field(default_factory=list)
-    hung: int = 0
-    seconds: float = 0.0
-    latencies: list[float] = field(default_factory=list)
-
-    @property
-    def accounted(self) -> int:
-        return self.finished + self.queue_full + len(self.other_errors) + self.hung
-
-
-def run_load(url: str, *, clients: int, jobs_per_client: int, timeout: float = 120) -> LoadReport:
-    """``clients`` threads, each with its own ``gradio_client.Client``, submit jobs at once."""
-    report = LoadReport(clients=clients, jobs=clients * jobs_per_client)
-    lock = threading.Lock()
-    barrier = threading.Barrier(clients)
-
-    def one_client() -> None:
-        try:
-            client = Client(url, verbose=False, download_files=False)
-        except Exception as error:  # the app did not even answer: every job of it failed
-            with lock:
-                report.other_errors += [f"connect: {error}"] * jobs_per_client
-            barrier.abort()
-            return
-        # If another client could not connect, go on without the common start.
-        with contextlib.suppress(threading.BrokenBarrierError):
-            barrier.wait(timeout=60)
-        for _ in range(jobs_per_client):
-            began = time.monotonic()
-            try:
-                result = client.submit(*ARGS, api_name="/generate").result(timeout=timeout)
-                outcome = "ok" if str(result[1]).startswith("✅") else f"odd: {result[1]}"
-            except QueueError:
-                outcome = "full"
-            except TimeoutError:
-                outcome = "hung"
-            except Exception as error:  # counted and reported, never swallowed silently
-                outcome = f"{type(error).__name__}: {error}"
-            with lock:
-                if outcome == "ok":
-                    report.finished += 1
-                    report.latencies.append(time.monotonic() - began)
-                elif outcome == "full":
-                    report.queue_full += 1
-                elif outcome == "hung":
-                    report.hung += 1
-                else:
-                    report.other_errors.append(outcome)
-        client.close()
-
-    began = time.monotonic()
-    threads = [threading.Thread(target=one_client, daemon=True) for _ in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=timeout * jobs_per_client + 60)
-    report.seconds = time.monotonic() - began
-    return report
+from bench.common import ROOT, rss_mib
+from harness import free_port, wait_for_http
+from harness.load import run_load
+from sd35.standin import StandinConfig, StandinServer
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,7 +31,6 @@ def main(argv: list[str] | None = None) -> int:
         "--rounds", type=int, default=3, help="repeat the load; RSS is shown after each"
     )
     args = parser.parse_args(argv)
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     config = StandinConfig(seconds_per_step=0.02, previews=True, concurrency=args.concurrency)
     # The app runs in its own process so that its memory is measured apart from the clients.
     with StandinServer(config) as space, tempfile.TemporaryDirectory() as folder:

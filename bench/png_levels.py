@@ -10,17 +10,12 @@ CPU time is the best of a few runs (this process only), the size is the file's.
 from __future__ import annotations
 
 import io
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
-
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from PIL import Image
 
-from bench.common import Table, fmt_ms
+from bench.report import Table, fmt_ms
 from sd35.png_writer import COMPRESS_LEVEL, encode_png
 from sd35.standin import textured_image
 

@@ -24,18 +24,13 @@ import tempfile
 import time
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from gradio_client import Client
 
-from bench.common import go_offline, progress, stop_process
+from bench import remote_compute
+from bench.common import progress
+from bench.concurrency import one_round
 from bench.servers import StandinOptions, start_app, start_standin
-
-go_offline()
-
-from gradio_client import Client  # noqa: E402
-
-from bench import remote_compute  # noqa: E402
-from bench.concurrency import one_round  # noqa: E402
+from harness import stop_process
 
 
 def summarise(raw: Path, top: int) -> str:

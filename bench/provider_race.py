@@ -26,16 +26,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.common import go_offline
-
-go_offline()
-
 PROMPT = "a provider race"
 SIZE = 1024
 STEPS = 40
+
+
+def _race(provider: Any, **extra: Any) -> Any:
+    """The provider's stream for the race's prompt, size and steps (the same for both)."""
+    messages = [{"role": "user", "content": PROMPT}]
+    return provider.create_async_generator(
+        "sd-3.5-large", messages, width=SIZE, height=SIZE, num_inference_steps=STEPS, **extra
+    )
 
 
 async def seed_call(space: str) -> dict[str, Any]:
@@ -45,13 +46,7 @@ async def seed_call(space: str) -> dict[str, Any]:
 
     Seed.url = space.rstrip("/")
     began = time.perf_counter()
-    async for item in Seed.create_async_generator(
-        "sd-3.5-large",
-        [{"role": "user", "content": PROMPT}],
-        width=SIZE,
-        height=SIZE,
-        num_inference_steps=STEPS,
-    ):
+    async for item in _race(Seed):
         if isinstance(item, ImageResponse):
             return {"seconds": time.perf_counter() - began, "image": str(item.urls)[:120]}
     raise RuntimeError("the seed's provider gave no ImageResponse")
@@ -63,14 +58,7 @@ async def our_call(space: str, output_dir: Path) -> dict[str, Any]:
 
     StabilityAI_SD35Large.url = space
     began = time.perf_counter()
-    async for item in StabilityAI_SD35Large.create_async_generator(
-        "sd-3.5-large",
-        [{"role": "user", "content": PROMPT}],
-        width=SIZE,
-        height=SIZE,
-        num_inference_steps=STEPS,
-        output_dir=output_dir,
-    ):
+    async for item in _race(StabilityAI_SD35Large, output_dir=output_dir):
         if isinstance(item, ImageResponse):
             seconds = time.perf_counter() - began
             if hasattr(item, "saved"):  # older versions saved before answering

@@ -25,26 +25,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.common import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    Section,
-    Table,
-    Target,
-    closed_port,
-    fmt_ms,
-    fmt_ratio,
-    fmt_s,
-    go_offline,
-    median,
-    progress,
-    rss_mib,
-    stop_process,
-)
+from bench.common import median, progress, rss_mib
+from bench.report import Section, Table, Target, fmt_ms, fmt_ratio, fmt_s
 from bench.servers import StandinOptions, start_app, start_standin
+from harness import chromium, closed_port, stop_process
 
 JOBS = 1000
 
@@ -166,7 +150,6 @@ def page_and_memory(work: Path, folder: Path, count: int, browser: Any, loads: i
 
 
 def run(quick: bool) -> Section:
-    go_offline()
     began = time.monotonic()
     section = Section("Queue: jobs, scheduler and the Queue panel")
     work = Path(tempfile.mkdtemp(prefix="sd35-bench-queue-"))
@@ -180,18 +163,12 @@ def run(quick: bool) -> Section:
         adds_sorted = sorted(adds)
         empty = work / "empty"
         empty.mkdir()
-        from playwright.sync_api import sync_playwright
-
         loads = 2 if quick else 5
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            try:
-                progress("page and memory: empty queue")
-                none = page_and_memory(work, empty, 0, browser, loads)
-                progress(f"page and memory: {JOBS} queued jobs")
-                many = page_and_memory(work, full, JOBS, browser, loads)
-            finally:
-                browser.close()
+        with chromium() as browser:
+            progress("page and memory: empty queue")
+            none = page_and_memory(work, empty, 0, browser, loads)
+            progress(f"page and memory: {JOBS} queued jobs")
+            many = page_and_memory(work, full, JOBS, browser, loads)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     extra = many["rss"] - none["rss"]

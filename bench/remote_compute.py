@@ -17,46 +17,25 @@ bench's interpreter that has g4f: ``bench/requirements.txt``).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import httpx
+from gradio_client import Client
 
 from bench import png_levels
-from bench.common import (
-    ROOT,
-    Budget,
-    Section,
-    Table,
-    Target,
-    fmt_ms,
-    fmt_ratio,
-    fmt_s,
-    go_offline,
-    median,
-    offline_environment,
-    progress,
-    stop_process,
-    verdict,
-)
-from bench.servers import StandinOptions, cpu_seconds, start_app, start_standin
-
-go_offline()
-
-import httpx  # noqa: E402
-from gradio_client import Client  # noqa: E402
-
-from sd35.params import GenerationRequest  # noqa: E402
-from sd35.ui import generate_inputs  # noqa: E402
+from bench.common import ROOT, Budget, median, progress, section_main
+from bench.report import Section, Table, Target, fmt_ms, fmt_ratio, fmt_s, verdict
+from bench.servers import StandinOptions, cpu_seconds, run_module, start_app, start_standin
+from harness import stop_process
+from sd35.params import GenerationRequest
+from sd35.ui import generate_inputs
 
 SIZES = (1, 4, 8)
 SIZE = 1024
@@ -133,11 +112,8 @@ def provider_race(space: str, runs: int, work: Path) -> tuple[list[dict[str, Any
             f"no bench interpreter at {BENCH_PYTHON}: python3 -m venv --system-site-packages "
             ".venv-bench && .venv-bench/bin/pip install -r bench/requirements.txt"
         )
-    args = [str(BENCH_PYTHON), "-m", "bench.provider_race", "--space", space]
-    args += ["--runs", str(runs), "--output-dir", str(work / "provider-outputs")]
-    done = subprocess.run(
-        args, cwd=ROOT, env=offline_environment(), capture_output=True, text=True, timeout=600
-    )
+    args = ["--space", space, "--runs", str(runs), "--output-dir", str(work / "provider-outputs")]
+    done = run_module("bench.provider_race", *args, timeout=600, python=str(BENCH_PYTHON))
     rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode != 0 or not rows:
         return rows, (done.stderr.strip().splitlines() or ["no output"])[-1]
@@ -336,12 +312,7 @@ def report(totals, cpu, failures, race, race_problem, seconds: float) -> Section
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--rounds", type=int)
-    args = parser.parse_args(argv)
-    print(run(args.quick, rounds=args.rounds).markdown())
-    return 0
+    return section_main(run, __doc__, argv, ("--rounds", {"type": int}))
 
 
 if __name__ == "__main__":

@@ -18,10 +18,8 @@ import time
 import traceback
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.common import ROOT, Section, Table, go_offline, load_average, machine, progress
+from bench.common import ROOT, load_average, machine, progress
+from bench.report import Section, Table
 
 #: Section name → module; each module has ``run(quick: bool) -> Section``.
 SECTIONS = {
@@ -82,7 +80,6 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [name for name in names if name not in SECTIONS]
     if unknown:
         parser.error(f"unknown section(s): {', '.join(unknown)}")
-    go_offline()
     began = time.monotonic()
     facts = machine()
     facts["load average at start (1/5/15 min)"] = load_average()

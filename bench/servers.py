@@ -8,7 +8,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.common import ROOT, free_port, offline_environment, stop_process, wait_for_http
+from bench.common import ROOT
+from harness import closed_port, free_port, offline_environment, stop_process, wait_for_http
 
 
 @dataclass(frozen=True)
@@ -56,11 +57,11 @@ def start_standin(
     return process, url
 
 
-def start_app(
+def spawn_app(
     space: str, work: Path, *extra: str, output_dir: Path | None = None
 ) -> tuple[subprocess.Popen, str]:
     """``python app.py`` on a free loopback port, pointed at ``space``, run in ``work`` (its log
-    in ``work/app.log``); returns once its page answers 200."""
+    in ``work/app.log``); returns its process and URL at once, before the page answers."""
     port = free_port()
     args = [
         sys.executable,
@@ -77,13 +78,41 @@ def start_app(
         process = subprocess.Popen(
             args, cwd=work, env=offline_environment(), stdout=subprocess.DEVNULL, stderr=log
         )
-    url = f"http://127.0.0.1:{port}/"
+    return process, f"http://127.0.0.1:{port}/"
+
+
+def start_app(
+    space: str, work: Path, *extra: str, output_dir: Path | None = None
+) -> tuple[subprocess.Popen, str]:
+    """``spawn_app``, returning once the page answers 200."""
+    process, url = spawn_app(space, work, *extra, output_dir=output_dir)
     try:
         wait_for_http(url, timeout=180, process=process)
     except BaseException:
         stop_process(process)
         raise
     return process, url
+
+
+def run_module(
+    module: str, *args: str, timeout: float, check: bool = False, python: str = sys.executable
+) -> subprocess.CompletedProcess[str]:
+    """``python -m module args`` in a child process from the repository root, loopback only;
+    its output captured as text."""
+    return subprocess.run(
+        [python, "-m", module, *args],
+        cwd=ROOT,
+        env=offline_environment(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=check,
+    )
+
+
+def nowhere() -> str:
+    """A Space URL on a closed loopback port: an app pointed there never touches the network."""
+    return f"http://127.0.0.1:{closed_port()}/"
 
 
 def cpu_seconds(pid: int) -> float:

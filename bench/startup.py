@@ -15,7 +15,6 @@ One more run of the same start (``--probe``: ``sd35.server.start`` with ``block=
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -26,25 +25,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.common import (
-    ROOT,
-    Budget,
-    Section,
-    Table,
-    Target,
+from bench.common import Budget, median, progress, rss_mib, section_main
+from bench.report import Section, Table, Target, fmt_ratio, fmt_s, verdict
+from bench.servers import nowhere, run_module, spawn_app
+from harness import (
     closed_port,
-    fmt_ratio,
-    fmt_s,
     free_port,
-    median,
+    http_ok,
     offline_environment,
-    progress,
-    rss_mib,
     stop_process,
-    verdict,
     wait_for_http,
 )
 
@@ -69,27 +58,10 @@ def timed_process(args: list[str], *, cwd: Path, timeout: float = 180) -> float:
 def app_to_first_200(work: Path, output_dir: Path | None = None) -> tuple[float, float]:
     """Seconds from spawning ``python app.py`` to the first 200 of its page, and its resident
     memory then (MiB)."""
-    port = free_port()
-    args = [
-        sys.executable,
-        str(ROOT / "app.py"),
-        "--space",
-        f"http://127.0.0.1:{closed_port()}/",
-        "--port",
-        str(port),
-        "--output-dir",
-        str(output_dir or work / "outputs"),
-    ]
     began = time.time()
-    process = subprocess.Popen(
-        args,
-        cwd=work,
-        env=offline_environment(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    process, url = spawn_app(nowhere(), work, output_dir=output_dir or work / "outputs")
     try:
-        answered = wait_for_http(f"http://127.0.0.1:{port}/", timeout=180, process=process)
+        answered = wait_for_http(url, timeout=180, process=process)
         return answered - began, rss_mib(process.pid)
     finally:
         stop_process(process)
@@ -138,7 +110,6 @@ def probe(work: Path) -> dict[str, Any]:
     )
     running = sd35.server.start(options)
     started = time.perf_counter()
-    from bench.common import http_ok
 
     assert http_ok(running.url)
     answered = time.perf_counter()
@@ -174,15 +145,7 @@ def run(quick: bool = False, *, runs: int | None = None) -> Section:
         breakdown: dict[str, Any] = {}
         if not quick:  # a smoke run skips the breakdown
             progress("startup: one timed breakdown of the app's start")
-            output = subprocess.run(
-                [sys.executable, "-m", "bench.startup", "--probe", folder],
-                cwd=ROOT,
-                env=offline_environment(),
-                capture_output=True,
-                text=True,
-                timeout=240,
-                check=False,
-            )
+            output = run_module("bench.startup", "--probe", folder, timeout=240)
             if output.returncode == 0 and output.stdout.strip():
                 breakdown = json.loads(output.stdout.strip().splitlines()[-1])
             else:
@@ -230,19 +193,11 @@ def run(quick: bool = False, *, runs: int | None = None) -> Section:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--runs", type=int)
-    parser.add_argument("--probe", metavar="DIR", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.probe:
-        from bench.common import go_offline
-
-        go_offline()
-        print(json.dumps(probe(Path(args.probe))), flush=True)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--probe"]:  # in a child: ``--probe DIR``
+        print(json.dumps(probe(Path(argv[1]))), flush=True)
         os._exit(0)  # the server threads would otherwise keep this child alive
-    print(run(args.quick, runs=args.runs).markdown())
-    return 0
+    return section_main(run, __doc__, argv, ("--runs", {"type": int}))
 
 
 if __name__ == "__main__":

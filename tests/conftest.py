@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
+from harness import chromium, chromium_available, go_offline
+
 # No test may reach a public host: drop any proxy the environment sets (tests that want a
-# proxy start their own on loopback) and keep huggingface_hub offline.
-for _name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
-    os.environ.pop(_name, None)
-os.environ["NO_PROXY"] = "127.0.0.1,localhost"
-os.environ["HF_HUB_OFFLINE"] = "1"
-os.environ.pop("HF_TOKEN", None)
-os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
-os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+# proxy start their own on loopback), keep huggingface_hub offline, no token, no analytics.
+go_offline()
 
 from sd35.server import RunningStudio  # noqa: E402
 from sd35.standin import StandinConfig, StandinServer  # noqa: E402
-from tests.browser import chromium, chromium_available  # noqa: E402
 from tests.studio_support import launch_studio  # noqa: E402
 
 _RESET = {"fault": None, "fault_once": None, "seconds_per_step": 0.01, "queue_hold": 0.0}
@@ -66,6 +61,24 @@ def studio(preview_space, tmp_path) -> Iterator[RunningStudio]:
     running = launch_studio(preview_space.url, tmp_path / "outputs")
     yield running
     running.close()
+
+
+@pytest.fixture(scope="module")
+def launch_module_app(
+    _preview_server: StandinServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., RunningStudio]]:
+    """Start studio apps (``ServerOptions`` keywords) on the preview stand-in, shared by a
+    module's tests, each with its own output folder; all closed when the module ends."""
+    apps: list[RunningStudio] = []
+
+    def launch(**options: object) -> RunningStudio:
+        output_dir = tmp_path_factory.mktemp("app") / "outputs"
+        apps.append(launch_studio(_preview_server.url, output_dir, **options))
+        return apps[-1]
+
+    yield launch
+    for app in apps:
+        app.close()
 
 
 @pytest.fixture(scope="module")

@@ -13,10 +13,30 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from typing_extensions import Self
+
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"}
 
 
-class LoopbackProxy:
+class _Served:
+    """An HTTP server on a free loopback port, in threads, while the ``with`` block runs."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class LoopbackProxy(_Served):
     """A forwarding HTTP proxy (absolute-URI requests) that records what passes through it."""
 
     def __init__(self, hosts: dict[str, tuple[str, int]] | None = None) -> None:
@@ -66,25 +86,14 @@ class LoopbackProxy:
 
             do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _forward
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def __enter__(self) -> LoopbackProxy:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(Handler)
 
     def paths(self) -> list[str]:
         with self._lock:
             return [urllib.parse.urlsplit(url).path for _, url in self.seen]
 
 
-class FakeHub:
+class FakeHub(_Served):
     """Answers ``/api/spaces/<id>/runtime`` with a chosen stage, like the Hub API does."""
 
     def __init__(self, stage: str) -> None:
@@ -107,28 +116,4 @@ class FakeHub:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def __enter__(self) -> FakeHub:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-
-def free_port() -> int:
-    """A loopback port that was free a moment ago (nothing listens on it yet)."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-#: A loopback port nothing listens on: connections to it are refused at once.
-closed_port = free_port
+        super().__init__(Handler)

@@ -1,9 +1,8 @@
-"""Helpers for the queue tests: a scheduler on a stand-in Space, and waiting on conditions."""
+"""Helpers for the queue tests: a scheduler on a stand-in Space."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -18,18 +17,6 @@ from sd35.studio import Studio
 
 #: Short waits so quota and retry paths finish within a test.
 FAST = RetryPolicy(quota_first=0.3, quota_max=1.0, transient_first=0.1, transient_max=0.2)
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "") -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or predicate}")
-        time.sleep(0.02)
 
 
 def small(prompt: str, steps: int = 4, **kwargs: Any) -> GenerationRequest:

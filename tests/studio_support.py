@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness import free_port
 from sd35.params import GenerationRequest
 from sd35.server import RunningStudio, ServerOptions, start
 from sd35.ui import generate_inputs
-from tests.loopback import free_port
 
 
 def launch_studio(space_url: str, output_dir: Path, **options) -> RunningStudio:
@@ -21,6 +21,15 @@ def generate_args(prompt: str, *, steps: int = 8, seed: int = 0, randomize: bool
         num_inference_steps=steps,
     )  # fmt: skip
     return generate_inputs(request)
+
+
+def wait_text(page, selector: str, *texts: str, timeout: int = 30000) -> None:
+    """Wait until the element's text holds every one of ``texts`` at once."""
+    page.wait_for_function(
+        "([s, ts]) => ts.every((t) => document.querySelector(s)?.innerText.includes(t))",
+        arg=[selector, list(texts)],
+        timeout=timeout,
+    )
 
 
 def open_page(browser, url: str):

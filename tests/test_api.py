@@ -9,7 +9,6 @@ import io
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -18,11 +17,11 @@ import pytest
 import webuiapi
 from PIL import Image
 
+from harness import closed_port, wait_for
 from sd35.api import MODEL_ALIASES, MODEL_ID
 from sd35.metadata import read_metadata
 from sd35.server import RunningStudio
 from sd35.standin import StandinServer
-from tests.loopback import closed_port
 from tests.studio_support import launch_studio
 
 KEY = "sk-local-test-7d1f0c"
@@ -46,15 +45,9 @@ def png(data: bytes) -> Image.Image:
 
 
 @pytest.fixture(scope="module")
-def api_studio(
-    _preview_server: StandinServer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningStudio]:
+def api_studio(launch_module_app) -> RunningStudio:
     """One studio for the module: APIs and MCP on, no credentials (loopback)."""
-    running = launch_studio(
-        _preview_server.url, tmp_path_factory.mktemp("api") / "outputs", api=True, mcp=True
-    )
-    yield running
-    running.close()
+    return launch_module_app(api=True, mcp=True)
 
 
 @pytest.fixture
@@ -64,19 +57,9 @@ def studio_api(api_studio: RunningStudio, preview_space: StandinServer) -> Runni
 
 
 @pytest.fixture(scope="module")
-def keyed_studio(
-    _preview_server: StandinServer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningStudio]:
-    running = launch_studio(
-        _preview_server.url,
-        tmp_path_factory.mktemp("keyed") / "outputs",
-        api=True,
-        mcp=True,
-        api_key=KEY,
-        api_auth=[ALICE],
-    )
-    yield running
-    running.close()
+def keyed_studio(launch_module_app) -> RunningStudio:
+    """The module's studio with an API key and a Basic user."""
+    return launch_module_app(api=True, mcp=True, api_key=KEY, api_auth=[ALICE])
 
 
 def run_in_thread(target, *args, **kwargs) -> tuple[threading.Thread, dict]:
@@ -94,16 +77,6 @@ def run_in_thread(target, *args, **kwargs) -> tuple[threading.Thread, dict]:
     thread = threading.Thread(target=body, daemon=True)
     thread.start()
     return thread, outcome
-
-
-def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not met in time")
 
 
 # --- OpenAI ------------------------------------------------------------------------------------

@@ -13,8 +13,6 @@ import base64
 import io
 import json
 import threading
-import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -23,11 +21,11 @@ import pytest
 import webuiapi
 from PIL import Image
 
+from harness import wait_for
 from sd35.api import MODEL_ID
 from sd35.metadata import read_metadata
 from sd35.server import RunningStudio
 from sd35.standin import StandinServer
-from tests.studio_support import launch_studio
 
 KEY = "sk-dropin-4c1e"
 ST_USER = ("tavern", "st-pass-91")
@@ -105,15 +103,9 @@ def b64_png(text: str) -> Image.Image:
 
 
 @pytest.fixture(scope="module")
-def backend(
-    _preview_server: StandinServer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningStudio]:
+def backend(launch_module_app) -> RunningStudio:
     """The studio with its APIs on loopback, open (as on 127.0.0.1 without credentials)."""
-    running = launch_studio(
-        _preview_server.url, tmp_path_factory.mktemp("dropin") / "outputs", api=True
-    )
-    yield running
-    running.close()
+    return launch_module_app(api=True)
 
 
 @pytest.fixture
@@ -122,29 +114,16 @@ def studio_api(backend: RunningStudio, preview_space: StandinServer) -> RunningS
 
 
 @pytest.fixture(scope="module")
-def guarded(
-    _preview_server: StandinServer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningStudio]:
+def guarded(launch_module_app) -> RunningStudio:
     """The studio with a Bearer key and a Basic user, as when other machines reach it."""
-    running = launch_studio(
-        _preview_server.url,
-        tmp_path_factory.mktemp("dropin-guarded") / "outputs",
-        api=True,
-        api_key=KEY,
-        api_auth=[ST_USER],
-    )
-    yield running
-    running.close()
+    return launch_module_app(api=True, api_key=KEY, api_auth=[ST_USER])
 
 
-def wait_for(predicate, timeout: float = 15.0, interval: float = 0.02):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not met in time")
+def generations(app: RunningStudio, body: dict, headers: dict[str, str]) -> list[dict]:
+    """POST ``body`` to the OpenAI images route as the tool sends it; the answer's ``data``."""
+    response = httpx.post(f"{app.url}v1/images/generations", json=body, headers=headers, timeout=60)
+    assert response.status_code == 200, response.text
+    return response.json()["data"]
 
 
 def in_thread(target, *args, **kwargs) -> tuple[threading.Thread, dict]:
@@ -344,22 +323,10 @@ def test_librechat_openai_image_tool(studio_api: RunningStudio) -> None:
     model ``gpt-image-1`` (IMAGE_GEN_OAI_MODEL unset), background/quality/size ``auto``,
     output_format ``png`` (output_compression undefined, so left out); reads
     ``resp.data[0].b64_json``."""
-    response = httpx.post(
-        f"{studio_api.url}v1/images/generations",
-        json={
-            "model": "gpt-image-1",
-            "prompt": "Watercolor painting of a lighthouse at dawn",
-            "n": 1,
-            "background": "auto",
-            "output_format": "png",
-            "quality": "auto",
-            "size": "auto",
-        },
-        headers={"Authorization": "Bearer sk-anything"},
-        timeout=60,
-    )
-    assert response.status_code == 200, response.text
-    assert b64_png(response.json()["data"][0]["b64_json"]).size == (1024, 1024)
+    body = {"model": "gpt-image-1", "prompt": "Watercolor painting of a lighthouse at dawn", "n": 1}
+    body |= {"background": "auto", "output_format": "png", "quality": "auto", "size": "auto"}
+    data = generations(studio_api, body, {"Authorization": "Bearer sk-anything"})
+    assert b64_png(data[0]["b64_json"]).size == (1024, 1024)
 
 
 # --- n8n ---------------------------------------------------------------------------------------
@@ -440,20 +407,10 @@ def test_open_webui_openai_engine(studio_api: RunningStudio) -> None:
     backend/open_webui/routers/images.py ``image_generations``, engine "openai": model
     ``dall-e-2`` when none is set, ``n``, the configured size, ``response_format: b64_json``;
     reads ``res["data"][i]["b64_json"]``."""
-    response = httpx.post(
-        f"{studio_api.url}v1/images/generations",
-        json={
-            "model": "dall-e-2",
-            "prompt": "a mountain lake",
-            "n": 1,
-            "size": "512x512",
-            "response_format": "b64_json",
-        },
-        headers={"Authorization": "Bearer sk-anything", "Content-Type": "application/json"},
-        timeout=60,
-    )
-    assert response.status_code == 200, response.text
-    for image in response.json()["data"]:
+    body = {"model": "dall-e-2", "prompt": "a mountain lake", "n": 1, "size": "512x512"}
+    body["response_format"] = "b64_json"
+    headers = {"Authorization": "Bearer sk-anything", "Content-Type": "application/json"}
+    for image in generations(studio_api, body, headers):
         assert b64_png(image["b64_json"]).size == (512, 512)
 
 

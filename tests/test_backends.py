@@ -12,6 +12,7 @@ from datetime import timedelta
 import pytest
 from PIL import Image
 
+from harness import closed_port
 from sd35.backends import (
     BackendAuthError,
     BackendChoice,
@@ -38,7 +39,6 @@ from sd35.space_client import SpaceClient, Started, space_url
 from sd35.studio import Studio
 from tests import inference_support
 from tests.inference_support import TOKEN
-from tests.loopback import closed_port
 
 hub_online = inference_support.hub_online
 inference = inference_support.inference

@@ -6,18 +6,16 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
 
 import httpx
 import pytest
 from gradio_client import Client
 
+from harness import free_port
 from sd35 import cli, server
 from sd35.backends.panel import ANY
 from sd35.server import RunningStudio
-from sd35.standin import StandinServer
-from tests.loopback import free_port
-from tests.studio_support import generate_args, launch_studio, open_page
+from tests.studio_support import generate_args, open_page
 
 HUGE = "1" + "0" * 400  # 10**400: a valid JSON number no float can hold
 DEEP = "[" * 100_000 + "]" * 100_000
@@ -75,12 +73,8 @@ def page_client_url(api_studio) -> str:
 
 
 @pytest.fixture(scope="module")
-def api_studio(
-    _preview_server: StandinServer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningStudio]:
-    running = launch_studio(_preview_server.url, tmp_path_factory.mktemp("bad") / "out", api=True)
-    yield running
-    running.close()
+def api_studio(launch_module_app) -> RunningStudio:
+    return launch_module_app(api=True)
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from harness import closed_port
 from sd35.metadata import read_metadata
-from tests.loopback import closed_port
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

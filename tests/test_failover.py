@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from harness import wait_for
 from sd35.backends import build_backends, choose_backends, failover
 from sd35.backends.pins import JobPins
 from sd35.gallery import SQLiteGalleryStore
@@ -22,7 +23,7 @@ from sd35.scheduler import RetryPolicy, Scheduler
 from sd35.studio import Studio
 from tests import inference_support
 from tests.inference_support import TOKEN
-from tests.queue_support import small, wait_for
+from tests.queue_support import small
 
 hub_online = inference_support.hub_online
 inference = inference_support.inference

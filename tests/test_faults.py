@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
+from harness import closed_port, wait_for_http
 from sd35.standin import StandinConfig, StandinServer
-from tests.loopback import closed_port
 from tests.studio_support import generate_args, launch_studio
 
 
@@ -76,12 +75,12 @@ def test_space_dying_mid_stream_then_coming_back(tmp_path) -> None:
     running = launch_studio(f"http://127.0.0.1:{port}/", tmp_path / "outputs")
     try:
         client = Client(running.url, verbose=False)
-        _wait_for_port(port)
+        wait_for_http(f"http://127.0.0.1:{port}/config", timeout=20)
         with pytest.raises(AppError, match="dropped before the image arrived"):
             client.predict(*generate_args("x", steps=20), api_name="/generate")
         process.wait(timeout=10)
         process = subprocess.Popen(command, stderr=subprocess.DEVNULL)  # the Space restarts
-        _wait_for_port(port)
+        wait_for_http(f"http://127.0.0.1:{port}/config", timeout=20)
         assert_still_serving(client, running)
     finally:
         process.kill()
@@ -110,17 +109,3 @@ def test_slow_queue_shows_the_position(tmp_path) -> None:
             assert lines.index(waiting[0]) < next(i for i, x in enumerate(lines) if "Step" in x)
         finally:
             running.close()
-
-
-def _wait_for_port(port: int, timeout: float = 20) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/config", timeout=1).is_success:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(port)

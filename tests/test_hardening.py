@@ -11,7 +11,6 @@ import shutil
 import subprocess
 import tempfile
 import threading
-import time
 import urllib.parse
 from pathlib import Path
 
@@ -20,9 +19,9 @@ import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
+from harness import free_port, wait_for
 from sd35 import cli
 from sd35.tokens import HF_DOMAINS, token_for
-from tests.loopback import free_port
 from tests.studio_support import generate_args, launch_studio
 
 TOKEN = "hf_SecretTokenValue0123456789abcdefXYZ"
@@ -30,16 +29,6 @@ ALICE = ("alice", "alice-pw-1")
 BOB = ("bob", "bob-pw-2")
 FOREIGN = "http://attacker.invalid"
 HUB, SPACES = HF_DOMAINS[0], HF_DOMAINS[2]  # Hugging Face's own domains, by the rule's list
-
-
-def wait_for(predicate, timeout: float = 15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def cli_args(prompt: str, space: str, out: Path, *extra: object) -> list[str]:

@@ -9,7 +9,7 @@ from gradio_client import Client
 from PIL import Image
 
 from sd35.metadata import ImageMetadata, write_png
-from tests.studio_support import generate_args, launch_studio, open_page
+from tests.studio_support import generate_args, launch_studio, open_page, wait_text
 
 
 @pytest.mark.browser
@@ -99,17 +99,11 @@ def test_gallery_select_reuse_search_and_delete(browser, studio) -> None:
     client.predict(*generate_args("a blue bicycle", seed=22, randomize=False), api_name="/generate")
     page = open_page(browser, studio.url)
     gallery = page.locator("#gallery")
-    page.wait_for_function(
-        "() => document.querySelector('#gallery')?.innerText.includes('seed 22')", timeout=20000
-    )
+    wait_text(page, "#gallery", "seed 22", timeout=20000)
     assert gallery.inner_text().index("seed 22") < gallery.inner_text().index("seed 11")  # newest
     # Select the older image: its parameters appear, and "use these settings" fills the form.
     gallery.locator("button.thumbnail-item, .thumbnail-item").nth(1).click()
-    page.wait_for_function(
-        "() => document.body.innerText.includes('a green teapot') &&"
-        " document.body.innerText.includes('Seed 11')",
-        timeout=10000,
-    )
+    wait_text(page, "body", "a green teapot", "Seed 11", timeout=10000)
     page.locator("#use-settings").click()
     page.wait_for_function(
         "() => document.querySelector('#prompt textarea').value === 'a green teapot'",

@@ -1,8 +1,8 @@
-"""A small bounded load through the studio app (the full one is ``bench/load.py``)."""
+"""A small bounded load through the studio app (the full one is ``python3 -m bench.load``)."""
 
 from __future__ import annotations
 
-from bench.load import run_load
+from harness.load import run_load
 from sd35.standin import StandinConfig, StandinServer
 from tests.studio_support import launch_studio
 

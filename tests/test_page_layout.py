@@ -11,7 +11,7 @@ from PIL import Image
 
 from sd35.metadata import PARAMETERS_KEY
 from tests.browser import screenshot
-from tests.studio_support import generate_args
+from tests.studio_support import generate_args, wait_text
 
 LAPTOP = {"width": 1400, "height": 1000}
 PHONE = {"width": 390, "height": 844}
@@ -23,9 +23,7 @@ def open_at(browser, url: str, viewport: dict[str, int], **options):
     page = browser.new_page(viewport=viewport, **options)
     page.goto(url)
     page.locator("#prompt textarea").wait_for()
-    page.wait_for_function(
-        "() => document.querySelector('#page-label')?.innerText.includes('Page')", timeout=20000
-    )
+    wait_text(page, "#page-label", "Page", timeout=20000)
     return page
 
 
@@ -38,14 +36,6 @@ def in_viewport(page, selector: str) -> bool:
                  && box.left >= 0 && box.right <= innerWidth;
         }""",
         selector,
-    )
-
-
-def wait_text(page, selector: str, text: str, timeout: int = 30000) -> None:
-    page.wait_for_function(
-        "([s, t]) => document.querySelector(s)?.innerText.includes(t)",
-        arg=[selector, text],
-        timeout=timeout,
     )
 
 
@@ -239,15 +229,9 @@ def test_history_letterboxes_marks_stars_and_one_image_does_not_stretch(browser,
     )
     assert widths[0] < widths[1] / 3  # one cell of four, not a full-width banner
     page.locator("#gallery .thumbnail-item").first.click()
-    page.wait_for_function(
-        "() => document.querySelector('#star-button')?.innerText.includes('☆ Star')",
-        timeout=10000,
-    )
+    wait_text(page, "#star-button", "☆ Star", timeout=10000)
     page.locator("#star-button").click()
-    page.wait_for_function(
-        "() => document.querySelector('#star-button').innerText.includes('★ Unstar')",
-        timeout=10000,
-    )
+    wait_text(page, "#star-button", "★ Unstar", timeout=10000)
     wait_text(page, "#gallery", "★ a single wide image", timeout=10000)
     assert studio.studio.store.list().items[0].starred
     page.close()

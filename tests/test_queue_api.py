@@ -10,9 +10,9 @@ from datetime import datetime
 import httpx
 import pytest
 
+from harness import wait_for
 from sd35.server import RunningStudio
 from sd35.standin import StandinConfig, StandinServer
-from tests.queue_support import wait_for
 from tests.studio_support import launch_studio
 
 ANN, BOB = ("ann", "ann-pass"), ("bob", "bob-pass")
@@ -27,7 +27,7 @@ def standin() -> Iterator[StandinServer]:
 
 @pytest.fixture(scope="module")
 def running(standin, tmp_path_factory) -> Iterator[RunningStudio]:
-    studio = launch_studio(
+    running = launch_studio(
         standin.url,
         tmp_path_factory.mktemp("queue-api") / "outputs",
         api=True,
@@ -35,8 +35,8 @@ def running(standin, tmp_path_factory) -> Iterator[RunningStudio]:
         max_queue=3,
         concurrency=1,
     )
-    yield studio
-    studio.close()
+    yield running
+    running.close()
 
 
 @pytest.fixture

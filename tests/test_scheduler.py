@@ -15,13 +15,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from harness import free_port, wait_for
 from sd35.api.queue_api import iso
 from sd35.jobs import CANCELLED, DONE, FAILED, QUEUED, RUNNING, WAITING, JobStore
 from sd35.metadata import read_metadata
 from sd35.scheduler import RetryPolicy
 from sd35.standin import StandinConfig, StandinServer
-from tests.loopback import free_port
-from tests.queue_support import FAST, queue_on, small, state_of, wait_for
+from tests.queue_support import FAST, queue_on, small, state_of
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from harness import closed_port
 from sd35.errors import (
     ConnectionLostError,
     EndpointMissingError,
@@ -37,7 +38,7 @@ from sd35.space_client import (
     space_url,
 )
 from sd35.standin import StandinConfig, StandinServer
-from tests.loopback import FakeHub, LoopbackProxy, closed_port
+from tests.loopback import FakeHub, LoopbackProxy
 
 TOKEN = "hf_TestToken1234567890abcdef"
 

@@ -20,6 +20,7 @@ from gradio_client.exceptions import AppError
 from gradio_client.utils import QueueError, Status, StatusUpdate
 from PIL import Image
 
+from harness import wait_for
 from sd35.params import INPUT_ORDER
 from sd35.standin import (
     CRASH_MESSAGE,
@@ -100,13 +101,6 @@ def watch(job: Any, timeout: float = 30) -> list[StatusUpdate]:
         assert time.monotonic() < deadline, "job did not finish"
         time.sleep(0.003)
     return seen
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.01)
 
 
 # ----------------------------------------------------------------------------------------
@@ -255,14 +249,6 @@ def test_faults_raising_gr_error_arrive_as_app_error(
     assert server.config.fault_once is None
     path, _ = run(client, *ARGS)  # fault_once is spent
     assert Path(path).is_file()
-
-
-def test_quota_message_is_verbatim_zerogpu() -> None:
-    assert QUOTA_MESSAGE.startswith(
-        "You have exceeded your GPU quota (60s requested vs. 56s left)."
-    )
-    assert 'href="https://huggingface.co/join">Create a free account</a>' in QUOTA_MESSAGE
-    assert QUOTA_WAIT_MESSAGE.endswith("retry in 0:09:48.")
 
 
 def test_error_strikes_halfway(server: StandinServer, make_client: MakeClient) -> None:

@@ -12,6 +12,7 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError
 from PIL import Image
 
+from harness import closed_port, free_port
 from sd35.errors import InvalidRequestError, SpaceSleepingError
 from sd35.metadata import read_metadata
 from sd35.panels import wording
@@ -21,7 +22,6 @@ from sd35.space_client import SpaceStatus, quota_error
 from sd35.standin import QUOTA_MESSAGE, QUOTA_WAIT_MESSAGE, StandinConfig, StandinServer
 from sd35.studio import status_line
 from tests.browser import screenshot
-from tests.loopback import closed_port, free_port
 from tests.studio_support import generate_args, launch_studio, open_page
 
 # --- the page's words, without a browser -----------------------------------------------------
