@@ -53,7 +53,8 @@ from sd35.image_files import write_png
 from sd35.inference_standin import InferenceStandin, InferenceStandinConfig
 from sd35.metadata import ImageMetadata, to_a1111
 from sd35.params import aspect_ratio_presets, size_for_aspect_ratio
-from sd35.studio import store_result
+from sd35.safekeeping import SafeKeeper
+from sd35.studio import metadata_for
 from tests.a1111_reference import A1111_PARAM, A1111_SIZE, a1111_parse, a1111_split
 from tests.inference_support import TOKEN
 
@@ -703,6 +704,12 @@ def idat(png: bytes) -> bytes:
     return data
 
 
+def _store_result(store: SQLiteGalleryStore, result: Any) -> Any:
+    """Save a backend's result as the studio does (``Studio.save``): its metadata, then the
+    keeper, which stores the provider's bytes."""
+    return SafeKeeper(store).save(result, metadata_for(result, space=""))
+
+
 @pytest.fixture(scope="module")
 def provider_files(
     tmp_path_factory: pytest.TempPathFactory,
@@ -722,7 +729,7 @@ def provider_files(
         for name, meta in SAMPLES.items():
             request = replace(meta.to_request(), width=256, height=256)
             result = list(backend.generate(request))[-1]
-            stored = store_result(store, result, space="")
+            stored = _store_result(store, result)
             made[name] = (Path(result.path).read_bytes(), stored.path.read_bytes())
         store.close()
         yield made
@@ -765,7 +772,7 @@ def test_a_providers_jpeg_or_webp_is_decoded_once_into_our_png(
         meta = SAMPLES["plain"]
         result = list(backend.generate(replace(meta.to_request(), width=256, height=256)))[-1]
     with SQLiteGalleryStore(tmp_path / "gallery") as store:
-        stored = store_result(store, result, space="")
+        stored = _store_result(store, result)
     saved = stored.path.read_bytes()
     assert saved.startswith(b"\x89PNG\r\n\x1a\n")
     for reader in READERS.values():

@@ -14,13 +14,13 @@ import httpx
 from gradio_client import Client
 from PIL import Image, ImageChops
 
+from harness import free_port
 from sd35.gallery import SQLiteGalleryStore
 from sd35.metadata import ImageMetadata, png_info, read_metadata
 from sd35.png_writer import encode_png
 from sd35.provider import ImageResponse, StabilityAI_SD35Large
 from sd35.standin import StandinConfig, StandinServer, textured_image
 from sd35.studio import thumbnail_for
-from tests.loopback import free_port
 from tests.studio_support import generate_args
 
 ROOT = Path(__file__).resolve().parents[1]
