@@ -485,16 +485,6 @@ def _add_text(info: PngImagePlugin.PngInfo, key: str, value: str) -> None:
         info.add_itxt(key, value, zip=False)
 
 
-def __getattr__(name: str) -> Any:
-    # ``write_png`` lived here before the gallery's files part (sd35.image_files) took the
-    # file writing over; callers that still import it from here get that one.
-    if name == "write_png":
-        from sd35.image_files import write_png
-
-        return write_png
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 # --- reading ------------------------------------------------------------------------------------
 
 

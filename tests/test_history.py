@@ -8,7 +8,8 @@ import pytest
 from gradio_client import Client
 from PIL import Image
 
-from sd35.metadata import ImageMetadata, write_png
+from sd35.image_files import write_png
+from sd35.metadata import ImageMetadata
 from tests.studio_support import generate_args, launch_studio, open_page, wait_text
 
 

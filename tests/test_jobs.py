@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from sd35.gallery import SQLiteGalleryStore
+from sd35.image_files import write_png
 from sd35.jobs import (
     CANCELLED,
     DONE,
@@ -22,7 +23,7 @@ from sd35.jobs import (
     QueueLimitError,
     image_finder,
 )
-from sd35.metadata import ImageMetadata, write_png
+from sd35.metadata import ImageMetadata
 from tests.queue_support import small
 
 
