@@ -56,7 +56,7 @@ def preview_space(_preview_server: StandinServer) -> StandinServer:
 
 
 @pytest.fixture
-def studio(preview_space, tmp_path) -> Iterator[RunningStudio]:
+def app(preview_space, tmp_path) -> Iterator[RunningStudio]:
     """The studio app on loopback, driving the preview stand-in, with its own output folder."""
     running = launch_studio(preview_space.url, tmp_path / "outputs")
     yield running

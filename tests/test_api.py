@@ -45,19 +45,19 @@ def png(data: bytes) -> Image.Image:
 
 
 @pytest.fixture(scope="module")
-def api_studio(launch_module_app) -> RunningStudio:
+def shared_api_app(launch_module_app) -> RunningStudio:
     """One studio for the module: APIs and MCP on, no credentials (loopback)."""
     return launch_module_app(api=True, mcp=True)
 
 
 @pytest.fixture
-def studio_api(api_studio: RunningStudio, preview_space: StandinServer) -> RunningStudio:
+def api_app(shared_api_app: RunningStudio, preview_space: StandinServer) -> RunningStudio:
     """The module's studio, with the stand-in's behaviour reset for this test."""
-    return api_studio
+    return shared_api_app
 
 
 @pytest.fixture(scope="module")
-def keyed_studio(launch_module_app) -> RunningStudio:
+def keyed_app(launch_module_app) -> RunningStudio:
     """The module's studio with an API key and a Basic user."""
     return launch_module_app(api=True, mcp=True, api_key=KEY, api_auth=[ALICE])
 
@@ -82,9 +82,9 @@ def run_in_thread(target, *args, **kwargs) -> tuple[threading.Thread, dict]:
 # --- OpenAI ------------------------------------------------------------------------------------
 
 
-def test_openai_b64_json_non_square_with_metadata_in_gallery(studio_api: RunningStudio) -> None:
-    before = studio_api.studio.store.count()
-    response = openai_client(studio_api).images.generate(
+def test_openai_b64_json_non_square_with_metadata_in_gallery(api_app: RunningStudio) -> None:
+    before = api_app.studio.store.count()
+    response = openai_client(api_app).images.generate(
         model="sd-3.5",
         prompt="a lighthouse at dusk",
         size="768x512",
@@ -107,14 +107,14 @@ def test_openai_b64_json_non_square_with_metadata_in_gallery(studio_api: Running
     assert (meta.width, meta.height, meta.num_inference_steps) == (768, 512, 6)
     assert meta.guidance_scale == 3.5 and meta.model == MODEL_ID
     # The very PNG kept in the gallery, owned by nobody (open loopback server: the page shows it).
-    page = studio_api.studio.store.list(search="a lighthouse at dusk")
-    assert studio_api.studio.store.count() == before + 1
+    page = api_app.studio.store.list(search="a lighthouse at dusk")
+    assert api_app.studio.store.count() == before + 1
     stored = page.items[0]
     assert stored.user is None and stored.path.read_bytes() == data
 
 
-def test_openai_url_points_at_our_copy_and_n_images(studio_api: RunningStudio) -> None:
-    response = openai_client(studio_api).images.generate(
+def test_openai_url_points_at_our_copy_and_n_images(api_app: RunningStudio) -> None:
+    response = openai_client(api_app).images.generate(
         model=MODEL_ID,
         prompt="two owls",
         n=2,
@@ -125,7 +125,7 @@ def test_openai_url_points_at_our_copy_and_n_images(studio_api: RunningStudio) -
     assert len(response.data) == 2
     seeds = []
     for item in response.data:
-        assert item.url.startswith(studio_api.url) and item.url.endswith(".png")
+        assert item.url.startswith(api_app.url) and item.url.endswith(".png")
         fetched = httpx.get(item.url, timeout=10)
         assert fetched.status_code == 200 and fetched.headers["content-type"] == "image/png"
         image = png(fetched.content)
@@ -136,13 +136,13 @@ def test_openai_url_points_at_our_copy_and_n_images(studio_api: RunningStudio) -
     assert seeds == [7, 8]  # a fixed seed counts up through the batch, like the page
 
 
-def test_openai_models(studio_api: RunningStudio) -> None:
-    client = openai_client(studio_api)
+def test_openai_models(api_app: RunningStudio) -> None:
+    client = openai_client(api_app)
     ids = [model.id for model in client.models.list()]
     assert ids[0] == MODEL_ID and set(MODEL_ALIASES) <= set(ids)
     assert client.models.retrieve("sd-3.5-large").owned_by == "stabilityai"
     # Mounted ahead of Gradio's own routes, so no catch-all of Gradio's can shadow them.
-    assert studio_api.page.app.router.routes[0].path == "/v1/images/generations"
+    assert api_app.page.app.router.routes[0].path == "/v1/images/generations"
 
 
 @pytest.mark.parametrize(
@@ -159,24 +159,24 @@ def test_openai_models(studio_api: RunningStudio) -> None:
         ({"response_format": "jpeg"}, ["response_format"]),
     ],
 )
-def test_openai_bad_input_is_400(studio_api: RunningStudio, kwargs: dict, words: list) -> None:
-    started = studio_api.studio.store.count()
+def test_openai_bad_input_is_400(api_app: RunningStudio, kwargs: dict, words: list) -> None:
+    started = api_app.studio.store.count()
     arguments = {"prompt": "a cat", "model": MODEL_ID, **kwargs}
     with pytest.raises(openai.BadRequestError) as raised:
-        openai_client(studio_api).images.generate(**arguments)
+        openai_client(api_app).images.generate(**arguments)
     error = raised.value
     assert error.status_code == 400 and error.body["type"] == "invalid_request_error"
     for word in words:
         assert word in error.body["message"]
-    assert studio_api.studio.store.count() == started  # nothing was sent or saved
+    assert api_app.studio.store.count() == started  # nothing was sent or saved
 
 
 def test_openai_quota_is_429_with_the_spaces_words(
-    studio_api: RunningStudio, preview_space: StandinServer
+    api_app: RunningStudio, preview_space: StandinServer
 ) -> None:
     preview_space.config.fault_once = "quota"
     with pytest.raises(openai.RateLimitError) as raised:
-        openai_client(studio_api).images.generate(prompt="a cat", size="512x512")
+        openai_client(api_app).images.generate(prompt="a cat", size="512x512")
     message = raised.value.body["message"]
     assert "You have exceeded your GPU quota (60s requested vs. 56s left)" in message
     assert "<a" not in message and raised.value.body["code"] == "insufficient_quota"
@@ -242,8 +242,8 @@ def test_more_generations_than_the_bound_get_503_at_once(
 # --- AUTOMATIC1111 -----------------------------------------------------------------------------
 
 
-def test_webuiapi_connects_and_reads_model_and_options(studio_api: RunningStudio) -> None:
-    api = a1111_client(studio_api)  # its constructor already asks /scripts
+def test_webuiapi_connects_and_reads_model_and_options(api_app: RunningStudio) -> None:
+    api = a1111_client(api_app)  # its constructor already asks /scripts
     assert api.util_get_model_names() == [MODEL_ID]
     assert api.util_get_current_model() == MODEL_ID
     assert api.util_get_sampler_names() and api.util_get_scheduler_names()
@@ -253,12 +253,12 @@ def test_webuiapi_connects_and_reads_model_and_options(studio_api: RunningStudio
     idle = api.get_progress()
     assert idle["progress"] == 0 and idle["state"]["job_count"] == 0
     # Open WebUI sends an empty Authorization header when none is configured.
-    options = httpx.get(f"{studio_api.url}sdapi/v1/options", headers={"authorization": ""})
+    options = httpx.get(f"{api_app.url}sdapi/v1/options", headers={"authorization": ""})
     assert options.json()["sd_model_checkpoint"] == MODEL_ID
 
 
-def test_webuiapi_txt2img_fixed_seed(studio_api: RunningStudio) -> None:
-    result = a1111_client(studio_api).txt2img(
+def test_webuiapi_txt2img_fixed_seed(api_app: RunningStudio) -> None:
+    result = a1111_client(api_app).txt2img(
         prompt="a red bicycle",
         negative_prompt="blurry",
         seed=4242,
@@ -281,18 +281,18 @@ def test_webuiapi_txt2img_fixed_seed(studio_api: RunningStudio) -> None:
     assert meta.guidance_scale == 5 and meta.num_inference_steps == 6
 
 
-def test_webuiapi_bad_size_is_400(studio_api: RunningStudio) -> None:
+def test_webuiapi_bad_size_is_400(api_app: RunningStudio) -> None:
     with pytest.raises(RuntimeError) as raised:
-        a1111_client(studio_api).txt2img(prompt="a cat", width=5000, height=512)
+        a1111_client(api_app).txt2img(prompt="a cat", width=5000, height=512)
     status, text = raised.value.args
     assert status == 400 and "64 to 4096" in text and "512 to 1024 in steps of 32" in text
 
 
 def test_progress_mid_job_shows_fraction_and_preview(
-    studio_api: RunningStudio, preview_space: StandinServer
+    api_app: RunningStudio, preview_space: StandinServer
 ) -> None:
     preview_space.config.seconds_per_step = 0.1
-    api = a1111_client(studio_api)
+    api = a1111_client(api_app)
     thread, outcome = run_in_thread(api.txt2img, prompt="a slow sunrise", steps=20, seed=1)
 
     def running_with_preview():
@@ -312,11 +312,11 @@ def test_progress_mid_job_shows_fraction_and_preview(
 
 
 def test_interrupt_ends_the_job_and_cancels_the_remote_one(
-    studio_api: RunningStudio, preview_space: StandinServer
+    api_app: RunningStudio, preview_space: StandinServer
 ) -> None:
     config = preview_space.config
     config.seconds_per_step = 0.1
-    api = a1111_client(studio_api)
+    api = a1111_client(api_app)
     finished, cancelled = config.jobs_finished, config.jobs_cancelled
     thread, outcome = run_in_thread(api.txt2img, prompt="never finished", steps=40, n_iter=2)
     wait_for(lambda: api.get_progress()["current_image"], timeout=15)  # a preview frame exists
@@ -343,45 +343,43 @@ def test_interrupt_ends_the_job_and_cancels_the_remote_one(
 
 
 def test_key_required_when_configured(
-    keyed_studio: RunningStudio, caplog: pytest.LogCaptureFixture
+    keyed_app: RunningStudio, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     missing = {"Authorization": openai.omit}  # the client sends no key at all
     for key, headers in (("sk-wrong", None), ("unused", missing)):
         with pytest.raises(openai.AuthenticationError) as raised:
-            openai_client(keyed_studio, key=key).images.generate(
-                prompt="a cat", extra_headers=headers
-            )
+            openai_client(keyed_app, key=key).images.generate(prompt="a cat", extra_headers=headers)
         assert raised.value.status_code == 401 and KEY not in raised.value.response.text
         assert raised.value.body["code"] == "invalid_api_key"
     assert "required" in raised.value.body["message"]  # the missing key is named as such
     with pytest.raises(openai.AuthenticationError):
-        openai_client(keyed_studio, key="sk-wrong").models.list()
-    denied = httpx.get(f"{keyed_studio.url}sdapi/v1/options")
+        openai_client(keyed_app, key="sk-wrong").models.list()
+    denied = httpx.get(f"{keyed_app.url}sdapi/v1/options")
     assert denied.status_code == 401 and "www-authenticate" in denied.headers
     with pytest.raises(RuntimeError) as wrong:
-        a1111_client(keyed_studio, username="alice", password="guess").txt2img(prompt="a cat")
+        a1111_client(keyed_app, username="alice", password="guess").txt2img(prompt="a cat")
     assert wrong.value.args[0] == 401 and ALICE[1] not in wrong.value.args[1]
-    assert keyed_studio.studio.store.count() == 0
+    assert keyed_app.studio.store.count() == 0
     assert KEY not in caplog.text and ALICE[1] not in caplog.text
 
 
-def test_key_and_basic_auth_accepted_and_own_their_images(keyed_studio: RunningStudio) -> None:
-    response = openai_client(keyed_studio, key=KEY).images.generate(
+def test_key_and_basic_auth_accepted_and_own_their_images(keyed_app: RunningStudio) -> None:
+    response = openai_client(keyed_app, key=KEY).images.generate(
         prompt="made with the key", extra_body={"num_inference_steps": 2}
     )
     url_less = response.data[0].b64_json
     assert url_less and KEY not in str(response.model_dump())
-    result = a1111_client(keyed_studio, username=ALICE[0], password=ALICE[1]).txt2img(
+    result = a1111_client(keyed_app, username=ALICE[0], password=ALICE[1]).txt2img(
         prompt="made by alice", steps=2
     )
     assert len(result.images) == 1
-    store = keyed_studio.studio.store
+    store = keyed_app.studio.store
     assert [image.meta.prompt for image in store.list(user="api").items] == ["made with the key"]
     assert [image.meta.prompt for image in store.list(user="alice").items] == ["made by alice"]
     # A URL answer works like OpenAI's: no Authorization needed (a tool's server fetches it),
     # the unguessable token names that one image, and the image id alone opens nothing.
-    made = openai_client(keyed_studio, key=KEY).images.generate(
+    made = openai_client(keyed_app, key=KEY).images.generate(
         prompt="by url", response_format="url", extra_body={"num_inference_steps": 2}
     )
     url = made.data[0].url
@@ -412,9 +410,9 @@ async def _mcp(url: str, headers: dict[str, str] | None = None, call: dict | Non
         return tools.tools, result
 
 
-def test_mcp_lists_only_generate_image_and_calls_it(studio_api: RunningStudio) -> None:
+def test_mcp_lists_only_generate_image_and_calls_it(api_app: RunningStudio) -> None:
     call = {"prompt": "a paper boat", "aspect_ratio": "16:9", "seed": 99}
-    tools, result = asyncio.run(_mcp(studio_api.url, call=call))
+    tools, result = asyncio.run(_mcp(api_app.url, call=call))
     assert [tool.name for tool in tools] == ["generate_image"]
     schema = tools[0].inputSchema["properties"]
     assert set(schema) == {"prompt", "negative_prompt", "aspect_ratio", "seed"}
@@ -424,17 +422,17 @@ def test_mcp_lists_only_generate_image_and_calls_it(studio_api: RunningStudio) -
     assert png(base64.b64decode(image.data)).size == (1024, 576)
     texts = [part.text for part in result.content if part.type == "text"]
     saved = Path(next(text for text in texts if text.endswith(".png") and "URL" not in text))
-    assert saved.is_file() and saved.parent.parent == studio_api.studio.store.root
+    assert saved.is_file() and saved.parent.parent == api_app.studio.store.root
     meta = read_metadata(saved)
     assert meta is not None and (meta.prompt, meta.seed) == ("a paper boat", 99)
     assert "99" in texts
 
 
-def test_mcp_checks_the_api_credentials(keyed_studio: RunningStudio) -> None:
+def test_mcp_checks_the_api_credentials(keyed_app: RunningStudio) -> None:
     call = {"prompt": "a kite", "seed": 3}
-    _, refused = asyncio.run(_mcp(keyed_studio.url, call=call))
+    _, refused = asyncio.run(_mcp(keyed_app.url, call=call))
     assert refused.isError and KEY not in str(refused.content)
     _, accepted = asyncio.run(
-        _mcp(keyed_studio.url, headers={"Authorization": f"Bearer {KEY}"}, call=call)
+        _mcp(keyed_app.url, headers={"Authorization": f"Bearer {KEY}"}, call=call)
     )
     assert not accepted.isError

@@ -103,18 +103,18 @@ def b64_png(text: str) -> Image.Image:
 
 
 @pytest.fixture(scope="module")
-def backend(launch_module_app) -> RunningStudio:
+def shared_api_app(launch_module_app) -> RunningStudio:
     """The studio with its APIs on loopback, open (as on 127.0.0.1 without credentials)."""
     return launch_module_app(api=True)
 
 
 @pytest.fixture
-def studio_api(backend: RunningStudio, preview_space: StandinServer) -> RunningStudio:
-    return backend
+def api_app(shared_api_app: RunningStudio, preview_space: StandinServer) -> RunningStudio:
+    return shared_api_app
 
 
 @pytest.fixture(scope="module")
-def guarded(launch_module_app) -> RunningStudio:
+def guarded_app(launch_module_app) -> RunningStudio:
     """The studio with a Bearer key and a Basic user, as when other machines reach it."""
     return launch_module_app(api=True, api_key=KEY, api_auth=[ST_USER])
 
@@ -143,12 +143,12 @@ def in_thread(target, *args, **kwargs) -> tuple[threading.Thread, dict]:
 # --- SillyTavern, "auto" (AUTOMATIC1111) source ------------------------------------------------
 
 
-def test_sillytavern_connect_routes(studio_api: RunningStudio) -> None:
+def test_sillytavern_connect_routes(api_app: RunningStudio) -> None:
     """What SillyTavern's server asks when its user presses Connect and opens the settings
     (src/endpoints/stable-diffusion.js @ ba6f7b7a98cf7a5eaf4f0e81da9779a9a668ced4: /ping,
     /upscalers, /vaes, /samplers, /schedulers, /models, /get-model, /set-model), each checked
     the way that file reads it."""
-    base, headers = studio_api.url.rstrip("/"), basic("")
+    base, headers = api_app.url.rstrip("/"), basic("")
 
     def get(path: str) -> Any:
         response = httpx.get(f"{base}{path}", headers=headers, timeout=10)
@@ -179,12 +179,12 @@ def test_sillytavern_connect_routes(studio_api: RunningStudio) -> None:
 
 @pytest.mark.parametrize(("asked", "made"), SILLYTAVERN_RESOLUTIONS)
 def test_sillytavern_txt2img_each_resolution_preset(
-    studio_api: RunningStudio, asked: tuple[int, int], made: tuple[int, int]
+    api_app: RunningStudio, asked: tuple[int, int], made: tuple[int, int]
 ) -> None:
     width, height = asked
-    body = sillytavern_txt2img(studio_api.url.rstrip("/"), "", width, height)
+    body = sillytavern_txt2img(api_app.url.rstrip("/"), "", width, height)
     response = httpx.post(
-        f"{studio_api.url}sdapi/v1/txt2img",
+        f"{api_app.url}sdapi/v1/txt2img",
         content=json.dumps(body),
         headers={"Content-Type": "application/json", **basic("")},
         timeout=60,
@@ -204,12 +204,12 @@ def test_sillytavern_txt2img_each_resolution_preset(
 
 
 def test_sillytavern_sliders_above_the_spaces_maximum_are_clamped_and_reported(
-    studio_api: RunningStudio,
+    api_app: RunningStudio,
 ) -> None:
     # defaultSettings: scale_max 30, steps_max 150 (SillyTavern @ ba6f7b7a, index.js).
-    body = sillytavern_txt2img(studio_api.url, "", 512, 512, cfg_scale=30, steps=150)
+    body = sillytavern_txt2img(api_app.url, "", 512, 512, cfg_scale=30, steps=150)
     response = httpx.post(
-        f"{studio_api.url}sdapi/v1/txt2img", json=body, headers=basic(""), timeout=60
+        f"{api_app.url}sdapi/v1/txt2img", json=body, headers=basic(""), timeout=60
     )
     assert response.status_code == 200, response.text
     info = json.loads(response.json()["info"])
@@ -220,11 +220,11 @@ def test_sillytavern_sliders_above_the_spaces_maximum_are_clamped_and_reported(
     assert meta is not None and (meta.guidance_scale, meta.num_inference_steps) == (7.5, 50)
 
 
-def test_sillytavern_auth_is_not_echoed(guarded: RunningStudio, preview_space) -> None:
+def test_sillytavern_auth_is_not_echoed(guarded_app: RunningStudio, preview_space) -> None:
     auth = f"{ST_USER[0]}:{ST_USER[1]}"
-    body = sillytavern_txt2img(guarded.url, auth, 512, 512, steps=4)
+    body = sillytavern_txt2img(guarded_app.url, auth, 512, 512, steps=4)
     response = httpx.post(
-        f"{guarded.url}sdapi/v1/txt2img", json=body, headers=basic(auth), timeout=60
+        f"{guarded_app.url}sdapi/v1/txt2img", json=body, headers=basic(auth), timeout=60
     )
     assert response.status_code == 200, response.text
     assert "auth" not in response.json()["parameters"]
@@ -233,18 +233,18 @@ def test_sillytavern_auth_is_not_echoed(guarded: RunningStudio, preview_space) -
     assert ST_USER[1].encode() not in stored
     # Wrong credentials in the same shape: 401, not an image.
     wrong = httpx.post(
-        f"{guarded.url}sdapi/v1/txt2img", json=body, headers=basic("tavern:nope"), timeout=60
+        f"{guarded_app.url}sdapi/v1/txt2img", json=body, headers=basic("tavern:nope"), timeout=60
     )
     assert wrong.status_code == 401
 
 
 def test_sillytavern_interrupt_returns_the_last_preview(
-    studio_api: RunningStudio, preview_space: StandinServer
+    api_app: RunningStudio, preview_space: StandinServer
 ) -> None:
     """SillyTavern's server posts /sdapi/v1/interrupt (no body, Basic auth) when its user
     cancels; whatever the running txt2img had is returned and kept, marked interrupted."""
     preview_space.config.seconds_per_step = 0.1
-    base = studio_api.url
+    base = api_app.url
     body = sillytavern_txt2img(base, "", 768, 512, steps=40)
     thread, outcome = in_thread(
         httpx.post, f"{base}sdapi/v1/txt2img", json=body, headers=basic(""), timeout=60
@@ -260,19 +260,19 @@ def test_sillytavern_interrupt_returns_the_last_preview(
     assert info["interrupted"] is True and info["interrupted_images"] == [True]
     meta = read_metadata(base64.b64decode(data["images"][0]))
     assert meta is not None and meta.extra["interrupted"] is True
-    stored = studio_api.studio.store.list(search="a knight in a forest").items[0]
+    stored = api_app.studio.store.list(search="a knight in a forest").items[0]
     assert stored.meta.extra.get("interrupted") is True
 
 
 def test_interrupt_before_anything_exists_is_an_error_both_tools_handle(
-    studio_api: RunningStudio, preview_space: StandinServer
+    api_app: RunningStudio, preview_space: StandinServer
 ) -> None:
     """With nothing to return the answer is 409 in A1111's shape: SillyTavern's server treats
     any non-ok answer as a failed generation (``if (!result.ok) throw``), and ``webuiapi``
     raises its ``RuntimeError(status, text)`` instead of an IndexError in ``result.image``."""
     config = preview_space.config
     config.queue_hold = 5.0  # the Space holds the job before its first step
-    api = webuiapi.WebUIApi(baseurl=f"{studio_api.url}sdapi/v1")
+    api = webuiapi.WebUIApi(baseurl=f"{api_app.url}sdapi/v1")
     started = config.jobs_started
     thread, outcome = in_thread(api.txt2img, prompt="never started")
     wait_for(lambda: config.jobs_started > started)
@@ -288,7 +288,7 @@ def test_interrupt_before_anything_exists_is_an_error_both_tools_handle(
 # --- LibreChat -------------------------------------------------------------------------------
 
 
-def test_librechat_dalle3_tool(studio_api: RunningStudio) -> None:
+def test_librechat_dalle3_tool(api_app: RunningStudio) -> None:
     """danny-avila/LibreChat @ 37d31ec25f2aac6a4e9a4eb3fc05e3c824250861,
     api/app/clients/tools/structured/DALLE3.js ``_call``: ``openai.images.generate({model:
     'dall-e-3', quality, style, size, prompt, n: 1})`` with the tool's defaults, then
@@ -297,7 +297,7 @@ def test_librechat_dalle3_tool(studio_api: RunningStudio) -> None:
     made_for = {"1024x1024": (1024, 1024), "1792x1024": (1024, 576), "1024x1792": (576, 1024)}
     for size, made in made_for.items():  # the tool's zod enum of sizes
         response = httpx.post(
-            f"{studio_api.url}v1/images/generations",
+            f"{api_app.url}v1/images/generations",
             json={
                 "model": "dall-e-3",
                 "quality": "standard",
@@ -317,7 +317,7 @@ def test_librechat_dalle3_tool(studio_api: RunningStudio) -> None:
         assert png(fetched.content).size == made
 
 
-def test_librechat_openai_image_tool(studio_api: RunningStudio) -> None:
+def test_librechat_openai_image_tool(api_app: RunningStudio) -> None:
     """danny-avila/LibreChat @ 8731432f64aaaf70633b0a60922ee8182baa630d,
     api/app/clients/tools/structured/OpenAIImageTools.js, image_gen_oai with its defaults:
     model ``gpt-image-1`` (IMAGE_GEN_OAI_MODEL unset), background/quality/size ``auto``,
@@ -325,7 +325,7 @@ def test_librechat_openai_image_tool(studio_api: RunningStudio) -> None:
     ``resp.data[0].b64_json``."""
     body = {"model": "gpt-image-1", "prompt": "Watercolor painting of a lighthouse at dawn", "n": 1}
     body |= {"background": "auto", "output_format": "png", "quality": "auto", "size": "auto"}
-    data = generations(studio_api, body, {"Authorization": "Bearer sk-anything"})
+    data = generations(api_app, body, {"Authorization": "Bearer sk-anything"})
     assert b64_png(data[0]["b64_json"]).size == (1024, 1024)
 
 
@@ -380,10 +380,10 @@ N8N_BODIES = [
 
 @pytest.mark.parametrize(("body", "count", "kind", "made"), N8N_BODIES)
 def test_n8n_openai_image_node(
-    studio_api: RunningStudio, body: dict, count: int, kind: str, made: tuple[int, int]
+    api_app: RunningStudio, body: dict, count: int, kind: str, made: tuple[int, int]
 ) -> None:
     response = httpx.post(
-        f"{studio_api.url}v1/images/generations",
+        f"{api_app.url}v1/images/generations",
         json=body,
         headers={"Authorization": "Bearer sk-anything"},
         timeout=120,
@@ -402,7 +402,7 @@ def test_n8n_openai_image_node(
 # --- Open WebUI --------------------------------------------------------------------------------
 
 
-def test_open_webui_openai_engine(studio_api: RunningStudio) -> None:
+def test_open_webui_openai_engine(api_app: RunningStudio) -> None:
     """open-webui/open-webui @ a8289745da748f8e83447771f9c92df342dbd257,
     backend/open_webui/routers/images.py ``image_generations``, engine "openai": model
     ``dall-e-2`` when none is set, ``n``, the configured size, ``response_format: b64_json``;
@@ -410,17 +410,17 @@ def test_open_webui_openai_engine(studio_api: RunningStudio) -> None:
     body = {"model": "dall-e-2", "prompt": "a mountain lake", "n": 1, "size": "512x512"}
     body["response_format"] = "b64_json"
     headers = {"Authorization": "Bearer sk-anything", "Content-Type": "application/json"}
-    for image in generations(studio_api, body, headers):
+    for image in generations(api_app, body, headers):
         assert b64_png(image["b64_json"]).size == (512, 512)
 
 
-def test_open_webui_automatic1111_engine(studio_api: RunningStudio) -> None:
+def test_open_webui_automatic1111_engine(api_app: RunningStudio) -> None:
     """Same file, engine "automatic1111": ``verify_url`` and ``set_image_model`` GET
     /sdapi/v1/options and POST it back whole with ``sd_model_checkpoint`` set; ``get_models``
     maps /sdapi/v1/sd-models to ``{id: title, name: model_name}``; ``image_generations`` posts
     ``{prompt, batch_size: n, width, height, steps}`` and reads ``res["images"]`` and
     ``res["info"]``. No API auth configured: an empty ``authorization`` header."""
-    base, headers = studio_api.url.rstrip("/"), {"authorization": ""}
+    base, headers = api_app.url.rstrip("/"), {"authorization": ""}
     options = httpx.get(f"{base}/sdapi/v1/options", headers=headers)
     options.raise_for_status()
     models = [
@@ -445,8 +445,8 @@ def test_open_webui_automatic1111_engine(studio_api: RunningStudio) -> None:
 # --- the real clients, with their defaults -------------------------------------------------
 
 
-def test_openai_client_defaults_with_dalle3(studio_api: RunningStudio) -> None:
-    client = openai.OpenAI(base_url=f"{studio_api.url}v1", api_key="sk-anything", max_retries=0)
+def test_openai_client_defaults_with_dalle3(api_app: RunningStudio) -> None:
+    client = openai.OpenAI(base_url=f"{api_app.url}v1", api_key="sk-anything", max_retries=0)
     result = client.images.generate(model="dall-e-3", prompt="an owl at night")
     url = result.data[0].url  # OpenAI's default format for DALL-E
     assert url and result.data[0].b64_json is None
@@ -457,8 +457,8 @@ def test_openai_client_defaults_with_dalle3(studio_api: RunningStudio) -> None:
     assert ours.data[0].b64_json and ours.data[0].url is None  # ours default to b64_json
 
 
-def test_webuiapi_defaults(studio_api: RunningStudio) -> None:
-    host, port = httpx.URL(studio_api.url).host, httpx.URL(studio_api.url).port
+def test_webuiapi_defaults(api_app: RunningStudio) -> None:
+    host, port = httpx.URL(api_app.url).host, httpx.URL(api_app.url).port
     api = webuiapi.WebUIApi(host=host, port=port)  # steps 20, "Euler a"
     result = api.txt2img(prompt="a small red boat")  # 512x512, cfg 7, seed -1
     assert result.image.size == (512, 512)
@@ -466,8 +466,8 @@ def test_webuiapi_defaults(studio_api: RunningStudio) -> None:
     assert api.util_get_current_model() == MODEL_ID
 
 
-def test_webuiapi_sixteen_images_run_one_after_another(studio_api: RunningStudio) -> None:
-    api = webuiapi.WebUIApi(baseurl=f"{studio_api.url}sdapi/v1", steps=2)
+def test_webuiapi_sixteen_images_run_one_after_another(api_app: RunningStudio) -> None:
+    api = webuiapi.WebUIApi(baseurl=f"{api_app.url}sdapi/v1", steps=2)
     result = api.txt2img(prompt="sixteen dots", seed=100, batch_size=4, n_iter=4)
     assert len(result.images) == 16
     assert result.info["all_seeds"] == list(range(100, 116))
@@ -476,8 +476,8 @@ def test_webuiapi_sixteen_images_run_one_after_another(studio_api: RunningStudio
     assert raised.value.args[0] == 400 and "16" in raised.value.args[1]
 
 
-def test_model_aliases_and_the_seeds_dashed_id(studio_api: RunningStudio, monkeypatch) -> None:
-    client = openai.OpenAI(base_url=f"{studio_api.url}v1", api_key="x", max_retries=0)
+def test_model_aliases_and_the_seeds_dashed_id(api_app: RunningStudio, monkeypatch) -> None:
+    client = openai.OpenAI(base_url=f"{api_app.url}v1", api_key="x", max_retries=0)
     ids = [model.id for model in client.models.list()]
     assert "stabilityai-stable-diffusion-3-5-large" in ids and MODEL_ID in ids
     for name in ("stabilityai-stable-diffusion-3-5-large", "gpt-image-1-mini", "DALL-E-2"):
@@ -494,7 +494,7 @@ def test_model_aliases_and_the_seeds_dashed_id(studio_api: RunningStudio, monkey
     )
     assert made.data[0].b64_json
     options = httpx.post(
-        f"{studio_api.url}sdapi/v1/options",
+        f"{api_app.url}sdapi/v1/options",
         json={"sd_model_checkpoint": "stabilityai-stable-diffusion-3-5-large"},
     )
     assert options.status_code == 200
@@ -507,9 +507,9 @@ def test_model_aliases_and_the_seeds_dashed_id(studio_api: RunningStudio, monkey
     "path",
     ["img2img", "extra-single-image", "extra-batch-images", "interrogate", "controlnet/detect"],
 )
-def test_image_routes_answer_501_in_a1111_shape(studio_api: RunningStudio, path: str) -> None:
+def test_image_routes_answer_501_in_a1111_shape(api_app: RunningStudio, path: str) -> None:
     response = httpx.post(
-        f"{studio_api.url}sdapi/v1/{path}", json={"init_images": ["aGVsbG8="], "prompt": "x"}
+        f"{api_app.url}sdapi/v1/{path}", json={"init_images": ["aGVsbG8="], "prompt": "x"}
     )
     assert response.status_code == 501
     body = response.json()
@@ -517,8 +517,8 @@ def test_image_routes_answer_501_in_a1111_shape(studio_api: RunningStudio, path:
     assert "only does text-to-image" in body["detail"]
 
 
-def test_openai_edits_answer_501_in_openai_shape(studio_api: RunningStudio) -> None:
-    client = openai.OpenAI(base_url=f"{studio_api.url}v1", api_key="x", max_retries=0)
+def test_openai_edits_answer_501_in_openai_shape(api_app: RunningStudio) -> None:
+    client = openai.OpenAI(base_url=f"{api_app.url}v1", api_key="x", max_retries=0)
     with pytest.raises(openai.APIStatusError) as raised:
         client.images.edit(image=("a.png", b"\x89PNG"), prompt="add a hat", model="dall-e-2")
     assert raised.value.status_code == 501
@@ -526,11 +526,11 @@ def test_openai_edits_answer_501_in_openai_shape(studio_api: RunningStudio) -> N
 
 
 def test_quota_429_carries_retry_after_on_both_apis(
-    guarded: RunningStudio, preview_space: StandinServer
+    guarded_app: RunningStudio, preview_space: StandinServer
 ) -> None:
     preview_space.config.fault_once = "quota_wait"  # "retry in 0:09:48"
     response = httpx.post(
-        f"{guarded.url}v1/images/generations",
+        f"{guarded_app.url}v1/images/generations",
         json={"prompt": "x", "model": "dall-e-3"},
         headers={"Authorization": f"Bearer {KEY}"},
         timeout=60,
@@ -539,13 +539,13 @@ def test_quota_429_carries_retry_after_on_both_apis(
     assert 570 <= int(response.headers["retry-after"]) <= 588
     preview_space.config.fault_once = "quota_wait"
     response = httpx.post(
-        f"{guarded.url}sdapi/v1/txt2img", json={"prompt": "x"}, auth=ST_USER, timeout=60
+        f"{guarded_app.url}sdapi/v1/txt2img", json={"prompt": "x"}, auth=ST_USER, timeout=60
     )
     assert response.status_code == 429 and "GPU quota" in response.json()["detail"]
     assert 570 <= int(response.headers["retry-after"]) <= 588
     preview_space.config.fault_once = "quota"  # no wait named: no Retry-After
     response = httpx.post(
-        f"{guarded.url}sdapi/v1/txt2img", json={"prompt": "x"}, auth=ST_USER, timeout=60
+        f"{guarded_app.url}sdapi/v1/txt2img", json={"prompt": "x"}, auth=ST_USER, timeout=60
     )
     assert response.status_code == 429 and "retry-after" not in response.headers
 
@@ -584,15 +584,15 @@ OPENAI_BAD = [
 
 
 @pytest.mark.parametrize("body", A1111_BAD)
-def test_a1111_bad_input_is_a_clear_400(studio_api: RunningStudio, body: dict) -> None:
-    response = httpx.post(f"{studio_api.url}sdapi/v1/txt2img", json=body, timeout=30)
+def test_a1111_bad_input_is_a_clear_400(api_app: RunningStudio, body: dict) -> None:
+    response = httpx.post(f"{api_app.url}sdapi/v1/txt2img", json=body, timeout=30)
     assert response.status_code == 400, response.text
     assert response.json()["detail"]
 
 
 @pytest.mark.parametrize("body", OPENAI_BAD)
-def test_openai_bad_input_is_a_clear_400(studio_api: RunningStudio, body: dict) -> None:
-    response = httpx.post(f"{studio_api.url}v1/images/generations", json=body, timeout=30)
+def test_openai_bad_input_is_a_clear_400(api_app: RunningStudio, body: dict) -> None:
+    response = httpx.post(f"{api_app.url}v1/images/generations", json=body, timeout=30)
     assert response.status_code == 400, response.text
     assert response.json()["error"]["message"]
 
@@ -608,9 +608,9 @@ MALFORMED = [
 
 
 @pytest.mark.parametrize("raw", MALFORMED)
-def test_malformed_bodies_are_400_on_both_apis(studio_api: RunningStudio, raw: bytes) -> None:
+def test_malformed_bodies_are_400_on_both_apis(api_app: RunningStudio, raw: bytes) -> None:
     for path in ("sdapi/v1/txt2img", "v1/images/generations"):
         response = httpx.post(
-            f"{studio_api.url}{path}", content=raw, headers={"content-type": "application/json"}
+            f"{api_app.url}{path}", content=raw, headers={"content-type": "application/json"}
         )
         assert response.status_code == 400, (path, response.text)

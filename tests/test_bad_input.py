@@ -68,23 +68,23 @@ API_CASES = [
 
 
 @pytest.fixture
-def page_client_url(api_studio) -> str:
-    return api_studio.url
+def page_client_url(api_app) -> str:
+    return api_app.url
 
 
 @pytest.fixture(scope="module")
-def api_studio(launch_module_app) -> RunningStudio:
+def api_app(launch_module_app) -> RunningStudio:
     return launch_module_app(api=True)
 
 
 @pytest.mark.parametrize(
     ("name", "openai_body", "a1111_body", "field"), API_CASES, ids=[c[0] for c in API_CASES]
 )
-def test_apis_answer_400(api_studio, preview_space, capfd, name, openai_body, a1111_body, field):
+def test_apis_answer_400(api_app, preview_space, capfd, name, openai_body, a1111_body, field):
     started = preview_space.config.jobs_started
     json_type = {"content-type": "application/json"}
     for path, body in (("v1/images/generations", openai_body), ("sdapi/v1/txt2img", a1111_body)):
-        response = httpx.post(api_studio.url + path, content=body, headers=json_type, timeout=60)
+        response = httpx.post(api_app.url + path, content=body, headers=json_type, timeout=60)
         assert response.status_code == 400, (name, path, response.status_code, response.text)
         if field:
             assert field in response.text, (name, path, response.text)
@@ -131,9 +131,9 @@ def call_generate(url: str, inputs: list) -> str:
 
 
 @pytest.mark.parametrize(("name", "changes", "field"), PAGE_CASES, ids=[c[0] for c in PAGE_CASES])
-def test_page_generate_names_the_field(api_studio, preview_space, capfd, name, changes, field):
+def test_page_generate_names_the_field(api_app, preview_space, capfd, name, changes, field):
     started = preview_space.config.jobs_started
-    stream = call_generate(api_studio.url, _page_inputs(**changes))
+    stream = call_generate(api_app.url, _page_inputs(**changes))
     assert "event: error" in stream and "null" not in stream.split("event: error")[1], stream
     assert field in stream, (name, stream)
     assert preview_space.config.jobs_started == started
@@ -186,8 +186,8 @@ def test_gradio_client_callers_get_the_message(page_client_url) -> None:
 
 
 @pytest.mark.browser
-def test_the_page_shows_the_message_beside_the_field(browser, api_studio) -> None:
-    page = open_page(browser, api_studio.url)
+def test_the_page_shows_the_message_beside_the_field(browser, api_app) -> None:
+    page = open_page(browser, api_app.url)
     try:
         page.locator("#prompt textarea").fill("   ")
         page.locator("#generate-button").click()

@@ -34,16 +34,16 @@ def assert_still_serving(client: Client, running) -> None:
     ],
 )
 def test_space_faults_show_their_message_and_lose_nothing(
-    fault, message, studio, preview_space
+    fault, message, app, preview_space
 ) -> None:
-    client = Client(studio.url, verbose=False)
+    client = Client(app.url, verbose=False)
     client.predict(*generate_args("kept safe"), api_name="/generate")
     preview_space.config.fault_once = fault
     with pytest.raises(AppError, match=message) as caught:
         client.predict(*generate_args("this one fails"), api_name="/generate")
     assert "Traceback" not in caught.value.message and "<a" not in caught.value.message
-    assert studio.studio.store.count() == 1  # the earlier image is still there
-    assert_still_serving(client, studio)
+    assert app.studio.store.count() == 1  # the earlier image is still there
+    assert_still_serving(client, app)
 
 
 def test_renamed_endpoint(tmp_path) -> None:

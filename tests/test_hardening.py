@@ -138,7 +138,7 @@ def test_a_user_cannot_fetch_another_users_files(preview_space, outside_outputs)
 
 
 @pytest.fixture
-def auth_api_studio(preview_space, tmp_path):
+def auth_api_app(preview_space, tmp_path):
     running = launch_studio(
         preview_space.url, tmp_path / "outputs", auth=[ALICE], api=True, mcp=True
     )
@@ -146,8 +146,8 @@ def auth_api_studio(preview_space, tmp_path):
     running.close()
 
 
-def test_with_auth_the_apis_refuse_anonymous_callers(auth_api_studio, preview_space) -> None:
-    url = auth_api_studio.url
+def test_with_auth_the_apis_refuse_anonymous_callers(auth_api_app, preview_space) -> None:
+    url = auth_api_app.url
     body = {"prompt": "an anonymous kite", "size": "512x512", "response_format": "url"}
     started = preview_space.config.jobs_started
     assert httpx.post(f"{url}v1/images/generations", json=body, timeout=30).status_code == 401
@@ -159,40 +159,40 @@ def test_with_auth_the_apis_refuse_anonymous_callers(auth_api_studio, preview_sp
     # The link is OpenAI's kind: unguessable, short-lived, fetched by a tool's server without
     # credentials, and it opens that one image only; the stored image's own id opens nothing.
     assert httpx.get(link, timeout=30).status_code == 200
-    image_id = auth_api_studio.studio.store.list(user="alice").items[0].id
+    image_id = auth_api_app.studio.store.list(user="alice").items[0].id
     by_id = httpx.get(f"{url}v1/images/files/{image_id}.png", timeout=30)
     assert by_id.status_code == 404
     # Alice made it, so Alice's page lists it.
-    assert auth_api_studio.studio.store.list(user="alice").total == 1
+    assert auth_api_app.studio.store.list(user="alice").total == 1
 
 
-def test_with_auth_mcp_refuses_anonymous_callers(auth_api_studio) -> None:
+def test_with_auth_mcp_refuses_anonymous_callers(auth_api_app) -> None:
     import asyncio
 
     from tests.test_api import _mcp
 
     call = {"prompt": "an anonymous boat", "seed": 1}
-    _, refused = asyncio.run(_mcp(auth_api_studio.url, call=call))
+    _, refused = asyncio.run(_mcp(auth_api_app.url, call=call))
     assert refused.isError
     basic = httpx.BasicAuth(*ALICE)._auth_header
-    _, accepted = asyncio.run(_mcp(auth_api_studio.url, {"Authorization": basic}, call))
+    _, accepted = asyncio.run(_mcp(auth_api_app.url, {"Authorization": basic}, call))
     assert not accepted.isError
-    assert auth_api_studio.studio.store.list(user="alice").total == 1
+    assert auth_api_app.studio.store.list(user="alice").total == 1
 
 
 # --- 4. no web page can use the local API ------------------------------------------------------
 
 
 @pytest.fixture
-def open_api_studio(preview_space, tmp_path):
+def open_api_app(preview_space, tmp_path):
     running = launch_studio(preview_space.url, tmp_path / "outputs", api=True)
     yield running
     running.close()
 
 
-def test_cross_site_requests_are_refused(open_api_studio, preview_space) -> None:
-    url = open_api_studio.url
-    store = open_api_studio.studio.store
+def test_cross_site_requests_are_refused(open_api_app, preview_space) -> None:
+    url = open_api_app.url
+    store = open_api_app.studio.store
     started = preview_space.config.jobs_started
     simple = {"content-type": "text/plain", "origin": FOREIGN}
     text = '{"prompt": "made by another site", "size": "512x512"}'
@@ -211,8 +211,8 @@ def test_cross_site_requests_are_refused(open_api_studio, preview_space) -> None
     assert preview_space.config.jobs_started == started and store.count() == 0
 
 
-def test_foreign_host_names_are_refused_and_links_use_our_address(open_api_studio) -> None:
-    url = open_api_studio.url
+def test_foreign_host_names_are_refused_and_links_use_our_address(open_api_app) -> None:
+    url = open_api_app.url
     port = urllib.parse.urlsplit(url).port
     for name in ("attacker.invalid", f"attacker.invalid:{port}", "rebound.localtest"):
         response = httpx.get(url + "v1/models", headers={"host": name}, timeout=30)

@@ -73,12 +73,12 @@ def test_history_survives_a_restart(browser, preview_space, tmp_path) -> None:
 
 
 @pytest.mark.browser
-def test_png_info_reads_a_png_and_sends_it_to_the_form(browser, studio, tmp_path) -> None:
+def test_png_info_reads_a_png_and_sends_it_to_the_form(browser, app, tmp_path) -> None:
     meta = ImageMetadata(
         prompt="a lantern, glowing: warm", negative_prompt="blurry", seed=31337, width=768
     )
     png = write_png(Image.new("RGB", (64, 64), "orange"), tmp_path / "in.png", meta)
-    page = open_page(browser, studio.url)
+    page = open_page(browser, app.url)
     page.get_by_role("tab", name="PNG Info").click()
     page.locator("input[type=file]").last.set_input_files(str(Path(png)))
     page.wait_for_function("() => document.body.innerText.includes('Seed: 31337')", timeout=20000)
@@ -93,11 +93,11 @@ def test_png_info_reads_a_png_and_sends_it_to_the_form(browser, studio, tmp_path
 
 
 @pytest.mark.browser
-def test_gallery_select_reuse_search_and_delete(browser, studio) -> None:
-    client = Client(studio.url, verbose=False)
+def test_gallery_select_reuse_search_and_delete(browser, app) -> None:
+    client = Client(app.url, verbose=False)
     client.predict(*generate_args("a green teapot", seed=11, randomize=False), api_name="/generate")
     client.predict(*generate_args("a blue bicycle", seed=22, randomize=False), api_name="/generate")
-    page = open_page(browser, studio.url)
+    page = open_page(browser, app.url)
     gallery = page.locator("#gallery")
     wait_text(page, "#gallery", "seed 22", timeout=20000)
     assert gallery.inner_text().index("seed 22") < gallery.inner_text().index("seed 11")  # newest
@@ -121,7 +121,7 @@ def test_gallery_select_reuse_search_and_delete(browser, studio) -> None:
     # Delete asks first, then removes the file and the record.
     gallery.locator("button.thumbnail-item, .thumbnail-item").first.click()
     page.wait_for_function("() => document.body.innerText.includes('Seed 22')", timeout=10000)
-    stored = studio.studio.store.list(search="bicycle").items[0]
+    stored = app.studio.store.list(search="bicycle").items[0]
     page.get_by_role("button", name="Delete…").click()
     page.get_by_role("button", name="Yes, delete it").click()
     page.wait_for_function(
@@ -129,5 +129,5 @@ def test_gallery_select_reuse_search_and_delete(browser, studio) -> None:
         timeout=10000,
     )
     assert not stored.path.exists()
-    assert studio.studio.store.count() == 1
+    assert app.studio.store.count() == 1
     page.close()

@@ -51,9 +51,9 @@ def make(studio, prompt: str, *, width: int = 512, height: int = 512, seed: int 
     Client(studio.url, verbose=False).predict(*args, api_name="/generate")
 
 
-def test_one_screen_at_1400x1000_and_a_batch_of_four_with_seeds(browser, studio) -> None:
-    make(studio, "an older image")
-    page = open_at(browser, studio.url, LAPTOP)
+def test_one_screen_at_1400x1000_and_a_batch_of_four_with_seeds(browser, app) -> None:
+    make(app, "an older image")
+    page = open_at(browser, app.url, LAPTOP)
     # Form, image and History side by side: nothing important below the fold.
     for selector in ("#generate-button", "#prompt", "#output-image", "#gallery", "#page-label"):
         assert in_viewport(page, selector), selector
@@ -76,7 +76,7 @@ def test_one_screen_at_1400x1000_and_a_batch_of_four_with_seeds(browser, studio)
         "() => document.querySelectorAll('#batch-strip .thumbnail-item').length === 4",
         timeout=10000,
     )
-    seeds = {item.meta.seed for item in studio.studio.store.list(search="four").items}
+    seeds = {item.meta.seed for item in app.studio.store.list(search="four").items}
     captions = page.locator("#batch-strip .caption-label").all_inner_texts()
     assert sorted(captions) == sorted(f"Seed {seed}" for seed in seeds) and len(seeds) == 4
     page.wait_for_function(
@@ -92,9 +92,9 @@ def test_one_screen_at_1400x1000_and_a_batch_of_four_with_seeds(browser, studio)
     page.close()
 
 
-def test_phone_has_no_horizontal_scrolling_and_generate_in_reach(browser, studio) -> None:
-    make(studio, "a phone-sized image")
-    page = open_at(browser, studio.url, PHONE, is_mobile=True, has_touch=True)
+def test_phone_has_no_horizontal_scrolling_and_generate_in_reach(browser, app) -> None:
+    make(app, "a phone-sized image")
+    page = open_at(browser, app.url, PHONE, is_mobile=True, has_touch=True)
     too_wide = page.evaluate(
         """() => [...document.querySelectorAll('body *')]
               .filter(e => { const b = e.getBoundingClientRect();
@@ -113,9 +113,9 @@ def test_phone_has_no_horizontal_scrolling_and_generate_in_reach(browser, studio
     page.close()
 
 
-def test_an_error_appears_once_with_its_title_and_the_link(browser, studio, preview_space):
+def test_an_error_appears_once_with_its_title_and_the_link(browser, app, preview_space):
     preview_space.config.fault_once = "quota"
-    page = open_at(browser, studio.url, LAPTOP)
+    page = open_at(browser, app.url, LAPTOP)
     page.locator("#prompt textarea").fill("a costly cat")
     page.locator("#generate-button").click()
     wait_text(page, "#run-status", "GPU quota exceeded")
@@ -133,8 +133,8 @@ def test_an_error_appears_once_with_its_title_and_the_link(browser, studio, prev
     page.close()
 
 
-def test_form_mistakes_show_beside_the_field_not_as_toasts(browser, studio) -> None:
-    page = open_at(browser, studio.url, LAPTOP)
+def test_form_mistakes_show_beside_the_field_not_as_toasts(browser, app) -> None:
+    page = open_at(browser, app.url, LAPTOP)
     page.locator("#prompt textarea").fill("   ")
     page.locator("#generate-button").click()
     wait_text(page, "#prompt-error", "Please enter a prompt", timeout=15000)
@@ -152,9 +152,9 @@ def checked_ratio(page) -> str:
     return page.evaluate("() => document.querySelector('#aspect-ratio input:checked')?.value ?? ''")
 
 
-def test_the_ratio_follows_the_sizes_after_every_change(browser, studio) -> None:
-    make(studio, "a wide harbour", width=1024, height=576, seed=77)
-    page = open_at(browser, studio.url, LAPTOP)
+def test_the_ratio_follows_the_sizes_after_every_change(browser, app) -> None:
+    make(app, "a wide harbour", width=1024, height=576, seed=77)
+    page = open_at(browser, app.url, LAPTOP)
     assert checked_ratio(page) == "1:1"
     page.locator("#gallery .thumbnail-item").first.click()
     wait_text(page, "#details", "Seed 77", timeout=10000)
@@ -187,8 +187,8 @@ def test_the_ratio_follows_the_sizes_after_every_change(browser, studio) -> None
     page.close()
 
 
-def test_stop_keeps_the_last_finished_image_and_esc_stops(browser, studio, preview_space):
-    page = open_at(browser, studio.url, LAPTOP)
+def test_stop_keeps_the_last_finished_image_and_esc_stops(browser, app, preview_space):
+    page = open_at(browser, app.url, LAPTOP)
     page.locator("#prompt textarea").fill("the finished one")
     set_number(page, "steps", 4)
     page.locator("#generate-button").click()
@@ -217,9 +217,9 @@ def test_stop_keeps_the_last_finished_image_and_esc_stops(browser, studio, previ
     page.close()
 
 
-def test_history_letterboxes_marks_stars_and_one_image_does_not_stretch(browser, studio):
-    make(studio, "a single wide image", width=1024, height=576)
-    page = open_at(browser, studio.url, LAPTOP)
+def test_history_letterboxes_marks_stars_and_one_image_does_not_stretch(browser, app):
+    make(app, "a single wide image", width=1024, height=576)
+    page = open_at(browser, app.url, LAPTOP)
     page.locator("#gallery img").first.wait_for()
     fit = page.evaluate("getComputedStyle(document.querySelector('#gallery img')).objectFit")
     assert fit == "contain"
@@ -233,11 +233,11 @@ def test_history_letterboxes_marks_stars_and_one_image_does_not_stretch(browser,
     page.locator("#star-button").click()
     wait_text(page, "#star-button", "★ Unstar", timeout=10000)
     wait_text(page, "#gallery", "★ a single wide image", timeout=10000)
-    assert studio.studio.store.list().items[0].starred
+    assert app.studio.store.list().items[0].starred
     page.close()
 
 
-def test_png_info_shows_raw_chunks_every_field_and_a_preview(browser, studio, tmp_path):
+def test_png_info_shows_raw_chunks_every_field_and_a_preview(browser, app, tmp_path):
     text = (
         "a castle on a hill\nNegative prompt: fog\n"
         "Steps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1234, Size: 768x512, "
@@ -248,7 +248,7 @@ def test_png_info_shows_raw_chunks_every_field_and_a_preview(browser, studio, tm
     info.add_text("Software", "another tool")
     png = tmp_path / "a1111.png"
     Image.new("RGB", (96, 64), "teal").save(png, pnginfo=info)
-    page = open_at(browser, studio.url, LAPTOP)
+    page = open_at(browser, app.url, LAPTOP)
     page.get_by_role("tab", name="PNG Info").click()
     page.locator("#png-file input[type=file]").set_input_files(str(Path(png)))
     wait_text(page, "#png-fields", "Model hash", timeout=20000)
@@ -270,12 +270,12 @@ def test_png_info_shows_raw_chunks_every_field_and_a_preview(browser, studio, tm
     page.close()
 
 
-def test_dark_mode_follows_the_system_and_the_toggle(browser, studio) -> None:
-    page = open_at(browser, studio.url, LAPTOP, color_scheme="dark")
+def test_dark_mode_follows_the_system_and_the_toggle(browser, app) -> None:
+    page = open_at(browser, app.url, LAPTOP, color_scheme="dark")
     assert page.evaluate("document.body.classList.contains('dark')")
     page.locator("#theme-toggle").click()
     page.wait_for_function("() => !document.body.classList.contains('dark')", timeout=5000)
     page.close()
-    light = open_at(browser, studio.url, LAPTOP, color_scheme="light")
+    light = open_at(browser, app.url, LAPTOP, color_scheme="light")
     assert not light.evaluate("document.body.classList.contains('dark')")
     light.close()

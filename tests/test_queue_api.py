@@ -26,7 +26,7 @@ def standin() -> Iterator[StandinServer]:
 
 
 @pytest.fixture(scope="module")
-def running(standin, tmp_path_factory) -> Iterator[RunningStudio]:
+def queue_app(standin, tmp_path_factory) -> Iterator[RunningStudio]:
     running = launch_studio(
         standin.url,
         tmp_path_factory.mktemp("queue-api") / "outputs",
@@ -40,14 +40,14 @@ def running(standin, tmp_path_factory) -> Iterator[RunningStudio]:
 
 
 @pytest.fixture
-def ann(running) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=running.url, auth=ANN, timeout=30) as client:
+def ann(queue_app) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=queue_app.url, auth=ANN, timeout=30) as client:
         yield client
 
 
 @pytest.fixture
-def bob(running) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=running.url, auth=BOB, timeout=30) as client:
+def bob(queue_app) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=queue_app.url, auth=BOB, timeout=30) as client:
         yield client
 
 

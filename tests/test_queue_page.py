@@ -16,7 +16,7 @@ pytestmark = pytest.mark.browser
 
 
 @pytest.fixture
-def quota_studio(tmp_path) -> Iterator[tuple[RunningStudio, StandinConfig]]:
+def quota_app(tmp_path) -> Iterator[tuple[RunningStudio, StandinConfig]]:
     """A studio whose Space refuses the first call for GPU quota, naming a wait of 5 minutes."""
     config = StandinConfig(seconds_per_step=0.01, concurrency=2, fault="quota_wait",
                            quota_retry_in="0:05:00", quota_lift_calls=1)  # fmt: skip
@@ -37,8 +37,8 @@ def generate(page, prompt: str) -> None:
     page.locator("#generate-button").click()
 
 
-def test_queue_panel_countdown_try_now_and_job_actions(browser, quota_studio) -> None:
-    running, config = quota_studio
+def test_queue_panel_countdown_try_now_and_job_actions(browser, quota_app) -> None:
+    running, config = quota_app
     page = open_page(browser, running.url)
     page.locator("#steps input[type=number]").fill("4")
     page.locator("#steps input[type=number]").press("Enter")

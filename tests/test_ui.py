@@ -134,8 +134,8 @@ def test_page_comes_up_with_the_space_down(tmp_path) -> None:
         running.close()
 
 
-def test_generate_endpoint_streams_and_saves(studio, preview_space, tmp_path) -> None:
-    client = Client(studio.url, verbose=False, download_files=str(tmp_path / "dl"))
+def test_generate_endpoint_streams_and_saves(app, preview_space, tmp_path) -> None:
+    client = Client(app.url, verbose=False, download_files=str(tmp_path / "dl"))
     job = client.submit(
         *generate_args("a lighthouse", seed=5, randomize=False), api_name="/generate"
     )
@@ -149,13 +149,13 @@ def test_generate_endpoint_streams_and_saves(studio, preview_space, tmp_path) ->
         assert image.format == "PNG" and image.size == (512, 512)
     meta = read_metadata(Path(image_path))
     assert meta is not None and meta.seed == 5 and meta.prompt == "a lighthouse"
-    stored = studio.studio.store.list()
+    stored = app.studio.store.list()
     assert stored.total == 1 and stored.items[0].meta.seed == 5
 
 
-def test_remote_errors_reach_api_callers_as_their_message(studio, preview_space) -> None:
+def test_remote_errors_reach_api_callers_as_their_message(app, preview_space) -> None:
     preview_space.config.fault_once = "quota"
-    client = Client(studio.url, verbose=False)
+    client = Client(app.url, verbose=False)
     with pytest.raises(AppError, match="exceeded your GPU quota"):
         client.predict(*generate_args("a cat"), api_name="/generate")
     # Off the Space's 32-pixel grid: the slider lets it through, our validation does not.
@@ -172,10 +172,10 @@ def status_text(page) -> str:
 
 @pytest.mark.browser
 def test_ctrl_enter_streams_progress_previews_and_the_final_image(
-    browser, studio, preview_space
+    browser, app, preview_space
 ) -> None:
     preview_space.config.seconds_per_step = 0.15
-    page = open_page(browser, studio.url)
+    page = open_page(browser, app.url)
     page.locator("#prompt textarea").fill("a red fox in the snow")
     page.locator("#prompt textarea").press("Control+Enter")
     page.wait_for_function(
@@ -207,11 +207,11 @@ def test_ctrl_enter_streams_progress_previews_and_the_final_image(
 
 
 @pytest.mark.browser
-def test_stop_cancels_a_slow_job_and_keeps_the_form(browser, studio, preview_space) -> None:
+def test_stop_cancels_a_slow_job_and_keeps_the_form(browser, app, preview_space) -> None:
     config = preview_space.config
     config.seconds_per_step = 0.1  # 40 steps: the whole job would take 4 s
     finished = config.jobs_finished
-    page = open_page(browser, studio.url)
+    page = open_page(browser, app.url)
     page.locator("#prompt textarea").fill("a very slow painting")
     page.locator("#generate-button").click()
     page.wait_for_function(
@@ -229,9 +229,9 @@ def test_stop_cancels_a_slow_job_and_keeps_the_form(browser, studio, preview_spa
 
 
 @pytest.mark.browser
-def test_quota_error_shows_its_message_and_keeps_the_prompt(browser, studio, preview_space):
+def test_quota_error_shows_its_message_and_keeps_the_prompt(browser, app, preview_space):
     preview_space.config.fault_once = "quota"
-    page = open_page(browser, studio.url)
+    page = open_page(browser, app.url)
     page.locator("#prompt textarea").fill("a cat that costs GPU time")
     page.locator("#prompt textarea").press("Control+Enter")
     page.wait_for_function(
