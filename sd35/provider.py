@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from sd35.errors import InvalidRequestError
 from sd35.params import DEFAULT_SPACE, MODEL_ALIASES, MODEL_ID, GenerationRequest, build_request
-from sd35.space_client import Preview, Progress, Queued, SpaceClient
+from sd35.space_client import Preview, Progress, Queued, SpaceClient, space_url
 
 if TYPE_CHECKING:
     from sd35.studio import Studio
@@ -80,7 +80,7 @@ class StabilityAI_SD35Large:
     """Stable Diffusion 3.5 Large on its Hugging Face Space, as an async generator provider."""
 
     label = "StabilityAI SD-3.5-Large"
-    url = "https://stabilityai-stable-diffusion-3-5-large.hf.space"
+    url = space_url(DEFAULT_SPACE).rstrip("/")  # the seed's spelling: no trailing slash
     api_endpoint = "/gradio_api/call/infer"
     working = True
     default_model = MODEL_ID
