@@ -186,15 +186,15 @@ def save_step(runs: int, section: Section) -> None:
 
     from PIL import Image
 
+    from sd35.gallery import SQLiteGalleryStore
     from sd35.image_files import write_image
     from sd35.metadata import ImageMetadata
     from sd35.standin import paint_image, textured_image
-    from sd35.studio import open_store
 
     meta = ImageMetadata("a lighthouse", seed=7)
     table = Table(["provider PNG → gallery (save step only)", "size", "spliced", "decode + encode"])
     with tempfile.TemporaryDirectory(prefix="sd35-bench-save-") as folder:
-        store = open_store(Path(folder) / "gallery")
+        store = SQLiteGalleryStore(Path(folder) / "gallery")
         pictures = {
             "stand-in picture": paint_image("a lighthouse", None, 7, 1024, 1024, 4.5),
             "photo-like picture": textured_image(1024, 1024, 3),
