@@ -30,6 +30,8 @@ class HistoryPanel:
     page_label: gr.Markdown
     older: gr.Button
     gallery: gr.Gallery
+    #: "Click an image…": stands where the selection will be, until the first selection.
+    hint: gr.Markdown
     #: The selected image, its parameters and buttons: shown from the first selection on.
     selection: gr.Row
     selected_image: gr.Image
@@ -78,7 +80,9 @@ def build_history() -> HistoryPanel:
         allow_preview=False,
         elem_id="gallery",
     )
-    gr.Markdown("Click an image to see it large, with its parameters.", elem_id="history-hint")
+    hint = gr.Markdown(
+        "Click an image to see it large, with its parameters.", elem_id="history-hint"
+    )
     # The selected image and what acts on it appear with the first selection: not mounted
     # before, so the page (and its load event) has fewer components to start.
     with gr.Row(visible=False) as selection:
@@ -114,6 +118,7 @@ def build_history() -> HistoryPanel:
         page_label=page_label,
         older=older,
         gallery=gallery,
+        hint=hint,
         selection=selection,
         selected_image=selected_image,
         details=details,
@@ -195,14 +200,15 @@ async def after_save(studio: Any, search: str, only_starred: bool, request: gr.R
 def select(studio: Any, ids: list[str], event: gr.SelectData, request: gr.Request):
     """A thumbnail clicked: the image large, its parameters, download, Star or Unstar."""
     if event.index is None or event.index >= len(ids):
-        return gr.skip(), gr.skip(), gr.skip(), None, gr.skip(), gr.skip()
-    shown = gr.update(visible=True)
+        return gr.skip(), gr.skip(), gr.skip(), None, gr.skip(), gr.skip(), gr.skip()
+    shown, hidden = gr.update(visible=True), gr.update(visible=False)  # the panel, the hint
     item = studio.store.get(ids[event.index], user=user_of(request))
     if item is None:
-        return None, "This image no longer exists.", None, None, wording.star_label(False), shown
+        gone = "This image no longer exists."
+        return None, gone, None, None, wording.star_label(False), shown, hidden
     path = image_value(studio, item.path)
     star = wording.star_label(item.starred)
-    return path, details_markdown(item.meta), path, item.id, star, shown
+    return path, details_markdown(item.meta), path, item.id, star, shown, hidden
 
 
 def use_settings(
@@ -277,6 +283,7 @@ def wire_history(panel: HistoryPanel, studio: Any) -> None:
             panel.selected_id,
             panel.star,
             panel.selection,
+            panel.hint,
         ],
         **private,
     )
