@@ -3,19 +3,22 @@
     python -m bench.png_levels
 
 One photo-like 1024×1024 picture (the remote-compute stand-in's, decoded from its WebP as the
-studio gets it) is encoded by Pillow at several zlib levels and by ``sd35.png_writer``; the
-CPU time is the best of a few runs (this process only), the size is the file's.
+studio gets it) is encoded by Pillow at several zlib levels and by ``sd35.png_writer`` (its
+"Up" filter, then zlib or ISA-L); the CPU time is the best of a few runs (this process only),
+the size is the file's.
 """
 
 from __future__ import annotations
 
 import io
 import time
+import zlib
 from collections.abc import Callable
 
 from PIL import Image
 
 from bench.report import Table, fmt_ms
+from sd35 import png_writer
 from sd35.png_writer import COMPRESS_LEVEL, encode_png
 from sd35.standin import textured_image
 
@@ -50,12 +53,20 @@ def measure(runs: int = 3) -> Table:
         )
         for level in PILLOW_LEVELS
     ]
-    rows.append(
-        (
-            f"sd35.png_writer: Up filter, zlib level {COMPRESS_LEVEL} (used)",
-            *_best(lambda: encode_png(image), runs),
-        )
-    )
+    engines = [("zlib", zlib, (1,))]
+    if png_writer.DEFLATE == "ISA-L":
+        from isal import isal_zlib
+
+        engines.append(("ISA-L", isal_zlib, (1, 2)))
+    for name, engine, levels in engines:
+        for level in levels:
+            used = name == png_writer.DEFLATE and level == COMPRESS_LEVEL
+            rows.append(
+                (
+                    f"sd35.png_writer: Up filter, {name} level {level}" + (" (used)" * used),
+                    *_best(lambda e=engine, v=level: encode_png(image, level=v, deflate=e), runs),
+                )
+            )
     default_time, default_size = next((t, s) for name, t, s in rows if "default" in name)
     table = Table(["PNG encoder, 1024×1024 photo-like", "CPU", "× level 6", "size", "× level 6"])
     for name, seconds, size in rows:

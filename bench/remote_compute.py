@@ -151,7 +151,8 @@ def run(quick: bool = False, *, rounds: int | None = None) -> Section:
         "studio gets it; CPU is the best of 3 runs in the bench's process (level 9: 1 run). "
         "Pillow tries every row filter on every row, which costs about as much as zlib's "
         "level 1; sd35 writes RGB/RGBA with one filter (Up, a vectorised subtraction) and "
-        "zlib level 1: the knee of the curve, ~15 % larger than level 6 for a fifth of its CPU "
+        "deflates with ISA-L (`isal`) at level 1: the size of zlib's level 1 (~13 % larger "
+        "than level 6) in about 40 % of its time; zlib level 1 where `isal` is missing "
         "(`bench/png_levels.py`)."
     )
     return section
@@ -289,10 +290,11 @@ def report(totals, cpu, failures, race, race_problem, seconds: float) -> Section
         "(`download_files=False`): the time is to each job's final answer.",
         "App CPU: user + system seconds of the app process over a round (median), per image "
         "divided by the sessions of the round. While only the bare clients ran, the idle app "
-        f"used {idle_rate * 1000:.0f} ms of CPU per second: Gradio's queue loop wakes every "
-        "millisecond when it has nothing to do (`Queue.start_processing`, "
-        "`sleep_when_free = 0.001`), and the stand-in pays the same. `… less idle polling` "
-        "subtracts that rate over the round: the work the images themselves cost.",
+        f"used {idle_rate * 1000:.0f} ms of CPU per second: Gradio's queue loop wakes "
+        "when it has nothing to do (`Queue.start_processing`: every 10 ms in the app, "
+        "`sd35/gradio_tuning.py`; every millisecond in the stand-in, Gradio's default). "
+        "`… less idle polling` subtracts that rate over the round: the work the images "
+        "themselves cost.",
     ]
     if race_problem:
         section.notes.append(f"The provider race did not run: {race_problem}.")

@@ -1,9 +1,10 @@
 """Everything sd35 takes from ``gradio_client`` beyond its documented API, in one class.
 
 ``gradio_client`` offers ``Client.submit`` and a ``Job`` with ``done()``, ``result()``,
-``status()`` and ``cancel()``. sd35 needs three things more: every update in order (not only
-the latest status), the id the Space gave the job, and a cancel that goes through our own
-connection settings. Those rest on attributes ``gradio_client`` does not document, so they
+``status()`` and ``cancel()``. sd35 needs four things more: every update in order (not only
+the latest status), the id the Space gave the job, a cancel that goes through our own
+connection settings, and each message of the Space's stream as soon as it arrives (see
+``wake_on_arrival``). Those rest on attributes ``gradio_client`` does not document, so they
 live here and nowhere else; each says what it relies on and why.
 
 Checked against gradio_client 2.7.2 (``gradio_client/client.py``, ``gradio_client/utils.py``).
@@ -13,11 +14,15 @@ When ``gradio_client`` is upgraded, this is the one file to read again.
 from __future__ import annotations
 
 import asyncio
+import sys
+import threading
 import time
 import urllib.parse
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
+import gradio_client.utils as client_utils
 import httpx
 from gradio_client import Client
 
@@ -37,6 +42,11 @@ class GradioJob:
 
     def done(self) -> bool:
         return self._job.done()
+
+    def when_done(self, callback: Any) -> None:
+        """Call ``callback()`` (from gradio_client's thread) once the job has ended; at once if
+        it has. Public API: a ``Job`` is a ``concurrent.futures.Future``."""
+        self._job.add_done_callback(lambda _: callback())
 
     def result(self) -> Any:
         """The outputs of a finished job; raises what the job raised."""
@@ -100,3 +110,84 @@ class GradioJob:
             cookies=client.cookies,
             **httpx_kwargs,
         )
+
+
+# --- each stream message as soon as it arrives ------------------------------------------------
+#
+# A job's messages reach gradio_client in two threads: ``Client.stream_messages`` reads the SSE
+# stream and appends each message to a deque per event (``Client.pending_messages_per_event``),
+# and ``utils.stream_sse_v1plus`` takes them from that deque, sleeping ``time.sleep(0.05)``
+# whenever it is empty (2.7.2). So every message, the final image's included, waited 25 ms on
+# average and up to 50 ms before anyone saw it: on both hops of a page's job, and 4 % of a
+# 1 s job (bench/FINDINGS.md). For the clients sd35 makes, each event's deque wakes its reader
+# when a message is appended, and the reader's sleep waits for that (the 50 ms stay its longest
+# wait). Other Clients of the process (a benchmark's "bare" client) keep polling as before.
+
+
+class _WakingMessages(deque):
+    """One event's pending messages; ``append`` wakes the reader waiting in ``_PacedTime``."""
+
+    def __init__(self, items: Any = ()) -> None:
+        super().__init__(items)
+        self.arrived = threading.Condition()
+
+    def append(self, item: Any) -> None:
+        with self.arrived:
+            super().append(item)
+            self.arrived.notify_all()
+
+
+def _waking(messages: Any) -> Any:
+    return messages if isinstance(messages, _WakingMessages) else _WakingMessages(messages or ())
+
+
+class _WakingEvents(dict):
+    """``Client.pending_messages_per_event`` of our clients: every deque put in is a waking one
+    (gradio_client adds them with ``[id] = deque()`` and ``setdefault(id, deque())``)."""
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        super().__setitem__(key, _waking(value))
+
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        return super().setdefault(key, _waking(default))
+
+
+class _PacedTime:
+    """The ``time`` module as ``gradio_client.utils`` sees it: the same, except that the
+    stream reader's sleep on an empty deque of ours ends when a message arrives."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+    @staticmethod
+    def sleep(seconds: float) -> None:
+        # The caller's local ``pending_messages`` (stream_sse_v1plus, 2.7.2) names the deque
+        # it polls; check_for_cancel and anyone else have none and sleep as they asked.
+        messages = sys._getframe(1).f_locals.get("pending_messages")
+        if not isinstance(messages, _WakingMessages):
+            time.sleep(seconds)
+            return
+        with messages.arrived:  # checked under the lock append takes: no wake-up is missed
+            if not messages:
+                messages.arrived.wait(seconds)
+
+
+_install_lock = threading.Lock()
+
+
+def wake_on_arrival(client: Client) -> bool:
+    """Make ``client`` (before its first job) hand each stream message on as it arrives;
+    False, and nothing changed, when this gradio_client is not shaped as expected."""
+    reader = getattr(client_utils, "stream_sse_v1plus", None)
+    if reader is None or "pending_messages" not in reader.__code__.co_varnames:
+        return False
+    if not isinstance(getattr(client, "pending_messages_per_event", None), dict):
+        return False
+    with _install_lock:
+        if client_utils.time is time:
+            client_utils.time = _PacedTime()  # type: ignore[assignment]
+        elif not isinstance(client_utils.time, _PacedTime):
+            return False  # someone else replaced it: leave it alone
+    with client.pending_lock:
+        client.pending_messages_per_event = _WakingEvents(client.pending_messages_per_event)
+    return True

@@ -3,67 +3,78 @@
 Gradio serves a file to the browser only from its own cache (or from ``allowed_paths``, which
 serves a whole folder to anyone logged in: every user's PNGs, thumbnails and the SQLite index).
 So the output folder is never an allowed path. Callbacks that already checked the owner hand
-Gradio a path it copies into its cache under a name derived from the file's contents (a link
-nobody can guess without the image). Gradio only copies files from the working and temp
-folders; a file of an output folder elsewhere is first staged (hard link, else copy) into a
-private temp folder of ours, removed on ``close``.
+the page a path inside Gradio's cache, under a random name nobody can guess.
+
+We put the file there ourselves (a hard link, else a copy) because a path already in the cache
+is one Gradio takes as it is; any other path it hashes in full (SHA-256) and copies into the
+cache on every update that shows it, a cost the studio paid per preview, per result and per
+thumbnail (bench/FINDINGS.md). A file shown again reuses its staged link.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
+import secrets
 import shutil
 import tempfile
 import threading
 from collections import OrderedDict
 from pathlib import Path
 
-#: Staged files kept at most; the oldest are removed first (Gradio has its own copy by then).
-MAX_STAGED = 256
+#: Staged files kept at most; the oldest are removed first. A page still showing one of them
+#: has fetched it long before (and a browser keeps it), so the bound only caps disk use.
+MAX_STAGED = 1024
 
 
-def _inside(path: Path, folder: Path) -> bool:
-    return path == folder or folder in path.parents
+def gradio_cache_dir() -> Path:
+    """The folder Gradio serves its cached files from (``GRADIO_TEMP_DIR``, else its temp
+    folder), as ``gradio.utils.get_upload_folder`` names it."""
+    from gradio.utils import get_upload_folder
+
+    return Path(get_upload_folder())
 
 
 class PageFiles:
-    """Paths of stored images and thumbnails that Gradio may copy into its cache."""
+    """Paths of stored images, previews and thumbnails that the page may show."""
 
-    def __init__(self) -> None:
+    def __init__(self, cache_dir: Path | None = None) -> None:
+        self._cache_dir = cache_dir
         self._root: Path | None = None
-        self._staged: OrderedDict[Path, Path] = OrderedDict()
+        #: (source path, mtime, size) -> the staged file; a changed file is staged anew.
+        self._staged: OrderedDict[tuple[str, int, int], Path] = OrderedDict()
         self._lock = threading.Lock()
 
     def for_page(self, path: Path | str) -> str:
-        """A path to ``path``'s file that Gradio accepts (the file itself when it may)."""
+        """A path to ``path``'s file inside Gradio's cache, which Gradio hands to the browser
+        without hashing or copying it."""
         path = Path(path).resolve()
-        readable = (Path.cwd().resolve(), Path(tempfile.gettempdir()).resolve())
-        if any(_inside(path, folder) for folder in readable):
-            return str(path)
-        return str(self._stage(path))
-
-    def _stage(self, path: Path) -> Path:
         stat = path.stat()
-        key = hashlib.sha256(f"{path}\0{stat.st_mtime_ns}\0{stat.st_size}".encode()).hexdigest()
+        key = (str(path), stat.st_mtime_ns, stat.st_size)
         with self._lock:
-            if self._root is None:
-                self._root = Path(tempfile.mkdtemp(prefix="sd35-page-"))
-            folder = self._root / key[:32]
-            target = folder / path.name
-            if target.exists():
-                self._staged.move_to_end(target, last=True)
-                return target
-            folder.mkdir(exist_ok=True)
-            try:
-                os.link(path, target)
-            except OSError:  # another file system: copy
-                shutil.copyfile(path, target)
-            self._staged[target] = folder
+            staged = self._staged.get(key)
+            if staged is not None and staged.exists():
+                self._staged.move_to_end(key)
+                return str(staged)
+            staged = self._stage(path)
+            self._staged[key] = staged
             while len(self._staged) > MAX_STAGED:
                 _, old = self._staged.popitem(last=False)
-                shutil.rmtree(old, ignore_errors=True)
-            return target
+                shutil.rmtree(old.parent, ignore_errors=True)
+            return str(staged)
+
+    def _stage(self, path: Path) -> Path:
+        if self._root is None:
+            cache = self._cache_dir or gradio_cache_dir()
+            cache.mkdir(parents=True, exist_ok=True)
+            self._root = Path(tempfile.mkdtemp(prefix="sd35-page-", dir=cache))
+        folder = self._root / secrets.token_hex(16)  # the link's only secret: 128 random bits
+        folder.mkdir()
+        target = folder / path.name
+        try:
+            os.link(path, target)
+        except OSError:  # another file system: copy
+            shutil.copyfile(path, target)
+        return target
 
     def close(self) -> None:
         """Remove every staged file."""

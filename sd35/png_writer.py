@@ -3,10 +3,12 @@
 Pillow's PNG encoder tries every row filter on every row ("adaptive" filtering); on a
 1024×1024 picture that costs more than the compression itself (BENCHMARKS.md, "remote
 compute"). Here 8-bit RGB and RGBA images are written with the "Up" filter on every row
-(one vectorised subtraction) and zlib at level 1, which for generated pictures gives files
-of about the size of Pillow's level 1 in well under half its CPU time; zlib also releases the
-GIL while it works, so the server's event loop runs on meanwhile. Other modes go through
-Pillow (:func:`encode_png_pillow`). The chunks are the same as Pillow would write: IHDR, iCCP
+(one vectorised subtraction) and deflated by ISA-L (the ``isal`` package: Intel's
+vectorised deflate, a zlib stream every PNG reader takes) at its level 1, which gives files
+of the size of zlib's level 1 in about a quarter of its CPU time; without ``isal`` (a
+platform it has no wheel for) zlib's level 1 does it. Both release the GIL while they work,
+so the server's event loop runs on meanwhile. Other modes go through Pillow
+(:func:`encode_png_pillow`). The chunks are the same as Pillow would write: IHDR, iCCP
 (when the image has a profile), the metadata's text chunks, IDAT, IEND.
 
 A backend that hands back a PNG (Inference Providers) needs no encode at all:
@@ -28,11 +30,22 @@ from PIL import Image, PngImagePlugin
 
 from sd35.metadata import FOOOCUS_SCHEME_KEY, JSON_KEY, PARAMETERS_KEY, ImageMetadata, png_info
 
+try:  # ISA-L: the same zlib stream in a quarter of the time (measured: bench/png_levels.py)
+    from isal import isal_zlib as _deflate
+
+    DEFLATE = "ISA-L"
+except ImportError:  # pragma: no cover - isal has wheels for the platforms we run on
+    _deflate = zlib  # type: ignore[assignment]
+    DEFLATE = "zlib"
+
+#: The deflate level of the IDAT data (1 of ISA-L's 0-3, or of zlib's 0-9): the knee of the
+#: size/time curve, measured in BENCHMARKS.md ("remote compute").
+COMPRESS_LEVEL = 1
+
+
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 #: PNG colour types of the modes written here (8 bits per sample).
 _COLOUR_TYPES = {"RGB": 2, "RGBA": 6}
-#: zlib level: measured in BENCHMARKS.md (size vs CPU time); 1 is the knee of the curve.
-COMPRESS_LEVEL = 1
 _UP = 2
 
 
@@ -46,8 +59,10 @@ def encode_png(
     info: PngImagePlugin.PngInfo | None = None,
     *,
     level: int = COMPRESS_LEVEL,
+    deflate: Any = _deflate,
 ) -> bytes:
-    """The PNG file of an 8-bit RGB or RGBA ``image`` (with ``info``'s chunks), as bytes."""
+    """The PNG file of an 8-bit RGB or RGBA ``image`` (with ``info``'s chunks), as bytes;
+    ``deflate`` is the module that compresses (ISA-L's ``isal_zlib`` or ``zlib``)."""
     colour = _COLOUR_TYPES.get(image.mode)
     if colour is None:
         raise ValueError(f"encode_png writes RGB and RGBA only, not {image.mode}")
@@ -71,7 +86,7 @@ def encode_png(
             _SIGNATURE,
             _chunk(b"IHDR", header),
             *before,
-            _chunk(b"IDAT", zlib.compress(filtered.data, level)),
+            _chunk(b"IDAT", deflate.compress(filtered.data, level)),
             *after,
             _chunk(b"IEND", b""),
         ]
@@ -102,10 +117,10 @@ def encode_png_pillow(
 
 def png_bytes(image: Image.Image, meta: ImageMetadata) -> bytes:
     """The gallery's PNG of ``image`` with ``meta``'s chunks: quickly for RGB and RGBA, through
-    Pillow (at the same zlib level) for other modes."""
+    Pillow (at zlib's level 1) for other modes."""
     if image.mode in _COLOUR_TYPES:
         return encode_png(image, png_info(meta))
-    return encode_png_pillow(image, png_info(meta), compress_level=COMPRESS_LEVEL)
+    return encode_png_pillow(image, png_info(meta), compress_level=1)
 
 
 # --- a PNG that came encoded: our chunks spliced in, the pixels untouched -------------------------

@@ -64,14 +64,14 @@ from sd35.errors import (
     SpaceUnavailableError,
     redact,
 )
-from sd35.gradio_adapter import GradioJob
+from sd35.gradio_adapter import GradioJob, wake_on_arrival
 from sd35.params import DEFAULT_SPACE, GenerationRequest, SpaceSchema
 from sd35.tokens import environment_token, token_for
 
 DEFAULT_API_NAME = "/infer"
 DEFAULT_HUB_URL = "https://huggingface.co"
-#: How often the event loop looks at the job's update queue. gradio_client itself polls its
-#: SSE buffer every 50 ms, so polling faster than 10 ms would buy nothing.
+#: How often the event loop looks at the job's update queue for progress and previews (the
+#: end of the job wakes it at once: ``GradioJob.when_done``).
 POLL_INTERVAL = 0.01
 
 
@@ -342,6 +342,7 @@ class _ClientPool:
             )
         except Exception as exc:
             raise map_error(exc, settings, connecting=True) from None
+        wake_on_arrival(client)
         info = client.view_api(print_info=False, return_format="dict")
         named = info.get("named_endpoints", {}) if isinstance(info, dict) else {}
         if self._api_name not in named:
@@ -412,6 +413,8 @@ class Generation:
         self._state = _JobState()
         self._cancel_requested = threading.Event()
         self._lock = threading.Lock()
+        #: The job being waited for and the future its end sets (``_nap``).
+        self._ended: tuple[GradioJob, asyncio.Future[None]] | None = None
 
     @property
     def cancelled(self) -> bool:
@@ -450,11 +453,30 @@ class Generation:
                     yield event
                 if self._state.finished:
                     return
-                await asyncio.sleep(wait)
+                await self._nap(wait)
                 if self._state.retry_in is not None:
                     await asyncio.to_thread(self._submit)
         finally:
             self._finish()
+
+    async def _nap(self, seconds: float) -> None:
+        """Sleep ``seconds`` between two polls, or less: the job's end wakes it, so the
+        result is taken the moment it is there rather than at the next poll."""
+        job = self._state.job
+        if job is None or self._state.retry_in is not None:
+            await asyncio.sleep(seconds)
+            return
+        if self._ended is None or self._ended[0] is not job:  # once per submitted job
+            loop = asyncio.get_running_loop()
+            ended = loop.create_future()
+
+            def wake() -> None:
+                if not ended.done():
+                    ended.set_result(None)
+
+            job.when_done(lambda: loop.call_soon_threadsafe(wake))
+            self._ended = (job, ended)
+        await asyncio.wait([self._ended[1]], timeout=seconds)
 
     def run(self) -> Result:
         """Iterate to the end and return the result (raises on failure or cancel)."""

@@ -4,6 +4,7 @@ on 127.0.0.1."""
 from __future__ import annotations
 
 import asyncio
+import importlib
 import io
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from gradio_client import Client
 from PIL import Image, ImageChops
 
@@ -30,12 +32,15 @@ def _meta(prompt: str = "a quick fox ☃") -> ImageMetadata:
     return ImageMetadata(prompt=prompt, space="local", created_at="2026-12-01T10:00:00", seed=5)
 
 
-def test_fast_png_keeps_every_pixel_and_the_metadata() -> None:
+@pytest.mark.parametrize("engine", ["isal", "zlib"])
+def test_fast_png_keeps_every_pixel_and_the_metadata(engine: str) -> None:
+    # ISA-L where it is installed (requirements.txt), zlib where it has no wheel.
+    deflate = importlib.import_module("isal.isal_zlib" if engine == "isal" else "zlib")
     for image in (
         textured_image(640, 384, 1),
         textured_image(256, 256, 2).convert("RGBA"),
     ):
-        data = encode_png(image, png_info(_meta()))
+        data = encode_png(image, png_info(_meta()), deflate=deflate)
         with Image.open(io.BytesIO(data)) as back:
             back.load()
             assert back.format == "PNG" and back.mode == image.mode

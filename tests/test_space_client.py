@@ -8,6 +8,8 @@ import logging
 import subprocess
 import sys
 import threading
+import time
+from collections import deque
 from datetime import timedelta
 from pathlib import Path
 
@@ -361,3 +363,44 @@ def test_space_states_from_the_hub(stage, client_for, monkeypatch) -> None:
         mapped = map_error(ConnectionError("refused"), settings)
     assert isinstance(mapped, error)
     assert words in mapped.message
+
+
+def test_our_clients_take_each_stream_message_as_it_arrives(space) -> None:
+    """gradio_client's stream reader sleeps 50 ms whenever its queue is empty; the clients
+    sd35 makes wake it when a message arrives, and leave every other client as it was."""
+    import gradio_client.utils as client_utils
+    from gradio_client import Client
+
+    from sd35.gradio_adapter import wake_on_arrival
+
+    ours = Client(space.url, verbose=False, download_files=False)
+    theirs = Client(space.url, verbose=False, download_files=False)
+    assert wake_on_arrival(ours)
+    ours.pending_messages_per_event.setdefault("event", deque())
+    theirs.pending_messages_per_event.setdefault("event", deque())
+    woke = threading.Event()
+
+    def reader(pending_messages: deque) -> None:
+        # As stream_sse_v1plus does: look, then sleep when there is nothing yet.
+        while not pending_messages:
+            client_utils.time.sleep(60)
+        woke.set()
+
+    thread = threading.Thread(
+        target=reader, args=(ours.pending_messages_per_event["event"],), daemon=True
+    )
+    thread.start()
+    ours.pending_messages_per_event["event"].append({"msg": "process_completed"})
+    assert woke.wait(timeout=10), "the reader slept on after a message arrived"
+
+    # Another client's reader still sleeps as it asked (its deque is a plain one).
+    assert type(theirs.pending_messages_per_event["event"]) is deque
+    began = time.monotonic()
+    client_utils.time.sleep(0.05)
+    assert time.monotonic() - began >= 0.05
+
+    # And a job through our client runs to its end as before.
+    job = ours.submit(*small(num_inference_steps=3).as_inputs(), api_name="/infer")
+    assert job.result(timeout=60)
+    ours.close()
+    theirs.close()

@@ -25,6 +25,9 @@ from sd35.studio import Saved, progress_line, result_line
 #: Seconds between two step-progress updates sent to the page (each costs Gradio several ms
 #: of CPU: see bench/FINDINGS.md).
 PROGRESS_INTERVAL = 0.25
+#: The same for an API caller: a script reads the result; a line a second is enough to show
+#: that a long job lives, and each update it is spared is CPU the server keeps.
+API_PROGRESS_INTERVAL = 1.0
 
 
 class RunView:
@@ -46,6 +49,7 @@ class RunView:
         #: The two field-error slots, [prompt, settings]: a State the page copies into its
         #: Markdowns when it changes, so that each update has two fewer outputs to process.
         self.errors = ["", ""]
+        self._interval = PROGRESS_INTERVAL if page else API_PROGRESS_INTERVAL
         self._progress_at = 0.0
 
     def due(self, event: object) -> bool:
@@ -53,7 +57,7 @@ class RunView:
         if not isinstance(event, Progress):
             return True
         now = time.monotonic()
-        if now - self._progress_at < PROGRESS_INTERVAL:
+        if now - self._progress_at < self._interval:
             return False
         self._progress_at = now
         return True
