@@ -43,6 +43,26 @@ class GradioJob:
     def done(self) -> bool:
         return self._job.done()
 
+    def when_updated(self, callback: Any) -> bool:
+        """Call ``callback()`` (from gradio_client's thread) after each update is queued for
+        ``updates``; False, and nothing changed, if this gradio_client is not shaped so."""
+        # Job.communicator.updates and .lock (2.7.2): the stream reader puts each update while
+        # holding the lock, so swapping the queue under it loses none and keeps their order.
+        communicator = getattr(self._job, "communicator", None)
+        queue = getattr(communicator, "updates", None)
+        lock = getattr(communicator, "lock", None)
+        if not isinstance(queue, asyncio.Queue) or lock is None:
+            return False
+        with lock:
+            waking = _WakingQueue(callback)
+            while True:
+                try:
+                    waking.put_nowait(queue.get_nowait())
+                except asyncio.QueueEmpty:
+                    break
+            communicator.updates = waking
+        return True
+
     def when_done(self, callback: Any) -> None:
         """Call ``callback()`` (from gradio_client's thread) once the job has ended; at once if
         it has. Public API: a ``Job`` is a ``concurrent.futures.Future``."""
@@ -110,6 +130,19 @@ class GradioJob:
             cookies=client.cookies,
             **httpx_kwargs,
         )
+
+
+class _WakingQueue(asyncio.Queue):
+    """A job's update queue that calls ``wake()`` after each put (``GradioJob.when_updated``)."""
+
+    def __init__(self, wake: Any) -> None:
+        super().__init__()
+        self._wake = wake
+
+    def put_nowait(self, item: Any) -> None:
+        super().put_nowait(item)
+        if self._wake is not None:
+            self._wake()
 
 
 # --- each stream message as soon as it arrives ------------------------------------------------

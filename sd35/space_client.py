@@ -70,9 +70,12 @@ from sd35.tokens import environment_token, token_for
 
 DEFAULT_API_NAME = "/infer"
 DEFAULT_HUB_URL = "https://huggingface.co"
-#: How often the event loop looks at the job's update queue for progress and previews (the
-#: end of the job wakes it at once: ``GradioJob.when_done``).
+#: How often the event loop looks at the job's update queue for progress and previews, when
+#: nothing wakes it sooner (in ``async for``, each update and the job's end wake it at once:
+#: ``GradioJob.when_updated``, ``GradioJob.when_done``).
 POLL_INTERVAL = 0.01
+#: The same when the job's updates wake the loop.
+WATCHED_POLL_INTERVAL = 0.1
 
 
 # --- events ------------------------------------------------------------------------------------
@@ -413,8 +416,8 @@ class Generation:
         self._state = _JobState()
         self._cancel_requested = threading.Event()
         self._lock = threading.Lock()
-        #: The job being waited for and the future its end sets (``_nap``).
-        self._ended: tuple[GradioJob, asyncio.Future[None]] | None = None
+        #: The job whose updates and end wake ``_nap``, and the wake-up they set.
+        self._watched: tuple[GradioJob, _Wakeup] | None = None
 
     @property
     def cancelled(self) -> bool:
@@ -460,23 +463,23 @@ class Generation:
             self._finish()
 
     async def _nap(self, seconds: float) -> None:
-        """Sleep ``seconds`` between two polls, or less: the job's end wakes it, so the
-        result is taken the moment it is there rather than at the next poll."""
+        """Sleep ``seconds`` between two polls, or less: an update of the job or its end
+        wakes it, so each is taken the moment it is there rather than at the next poll."""
         job = self._state.job
         if job is None or self._state.retry_in is not None:
             await asyncio.sleep(seconds)
             return
-        if self._ended is None or self._ended[0] is not job:  # once per submitted job
-            loop = asyncio.get_running_loop()
-            ended = loop.create_future()
-
-            def wake() -> None:
-                if not ended.done():
-                    ended.set_result(None)
-
-            job.when_done(lambda: loop.call_soon_threadsafe(wake))
-            self._ended = (job, ended)
-        await asyncio.wait([self._ended[1]], timeout=seconds)
+        if self._watched is None or self._watched[0] is not job:  # once per submitted job
+            wakeup = _Wakeup(asyncio.get_running_loop())
+            job.when_done(wakeup.set_threadsafe)
+            wakeup.woken_by_updates = job.when_updated(wakeup.set_threadsafe)
+            self._watched = (job, wakeup)
+        wakeup = self._watched[1]
+        # Woken by every update, the loop need not look often on its own: only the deadline
+        # and a cancel's grace are left to check.
+        if wakeup.woken_by_updates:
+            seconds = max(seconds, WATCHED_POLL_INTERVAL)
+        await wakeup.wait(seconds)
 
     def run(self) -> Result:
         """Iterate to the end and return the result (raises on failure or cancel)."""
@@ -642,6 +645,31 @@ class Generation:
         elif state.client is not None:
             self._release(reusable=not self.cancelled and job is not None)
         state.finished = True
+
+
+class _Wakeup:
+    """A wake-up call from another thread for a coroutine of ``loop`` that would otherwise
+    sleep; a call that comes while nobody waits is kept for the next wait."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._called = loop.create_future()
+        #: True once every update of the job calls this (not only its end).
+        self.woken_by_updates = False
+
+    def set_threadsafe(self) -> None:
+        self._loop.call_soon_threadsafe(self._set)
+
+    def _set(self) -> None:
+        if not self._called.done():
+            self._called.set_result(None)
+
+    async def wait(self, timeout: float) -> None:
+        """Until the next call (or one that came since the last wait), at most ``timeout``."""
+        if not self._called.done():
+            await asyncio.wait([self._called], timeout=timeout)
+        if self._called.done():
+            self._called = self._loop.create_future()
 
 
 def _latest_only(events: list[Event]) -> list[Event]:

@@ -371,7 +371,7 @@ def test_our_clients_take_each_stream_message_as_it_arrives(space) -> None:
     import gradio_client.utils as client_utils
     from gradio_client import Client
 
-    from sd35.gradio_adapter import wake_on_arrival
+    from sd35.gradio_adapter import GradioJob, wake_on_arrival
 
     ours = Client(space.url, verbose=False, download_files=False)
     theirs = Client(space.url, verbose=False, download_files=False)
@@ -399,8 +399,16 @@ def test_our_clients_take_each_stream_message_as_it_arrives(space) -> None:
     client_utils.time.sleep(0.05)
     assert time.monotonic() - began >= 0.05
 
-    # And a job through our client runs to its end as before.
-    job = ours.submit(*small(num_inference_steps=3).as_inputs(), api_name="/infer")
-    assert job.result(timeout=60)
+    # A job through our client runs to its end as before, and each of its updates (and its
+    # end) calls the waiting event loop instead of leaving it to look later.
+    calls: list[str] = []
+    ended = threading.Event()
+    job = GradioJob(ours, "/infer", small(num_inference_steps=5).as_inputs())
+    assert job.when_updated(lambda: calls.append("update"))
+    job.when_done(ended.set)
+    assert ended.wait(timeout=60)
+    updates = job.updates()
+    assert job.result() and len(updates) >= 5  # at least a progress update per step
+    assert len(calls) == len(updates)
     ours.close()
     theirs.close()
