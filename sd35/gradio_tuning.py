@@ -10,6 +10,8 @@ from typing import Any
 
 #: Seconds Gradio's queue loop sleeps when it has nothing to start (see ``tune_gradio``).
 QUEUE_IDLE_POLL = 0.01
+#: Seconds between two looks of Gradio's ``gr.Progress`` loop, which the page does not use.
+PROGRESS_POLL = 1.0
 
 
 def tune_gradio(page: Any) -> None:
@@ -19,8 +21,9 @@ def tune_gradio(page: Any) -> None:
       attribute) whenever nothing can start, busy or idle: 50–75 ms of CPU per second of the
       app's life. ``QUEUE_IDLE_POLL`` costs a queued event at most 10 ms (5 ms on average)
       before it starts, for a twentieth of that CPU. Its loop for ``gr.Progress`` updates
-      (``progress_update_sleep_when_free``) gets the same floor; the page sends its progress
-      as output updates, not through ``gr.Progress``.
+      (``progress_update_sleep_when_free``, also 0.001 s) looks once a second
+      (``PROGRESS_POLL``): the page sends its progress as output updates, never through
+      ``gr.Progress``, so that loop never has anything to send.
     - matplotlib: ``call_process_api`` wraps every event call in
       ``MatplotlibBackendMananger``, which runs ``import matplotlib`` twice. Without
       matplotlib installed each failed import searches all of ``sys.path`` again (~5 % of the
@@ -28,8 +31,9 @@ def tune_gradio(page: Any) -> None:
       with the same ``ImportError`` Gradio expects.
     """
     queue = getattr(page, "_queue", None)
-    for name in ("sleep_when_free", "progress_update_sleep_when_free"):
-        if queue is not None and getattr(queue, name, QUEUE_IDLE_POLL) < QUEUE_IDLE_POLL:
-            setattr(queue, name, QUEUE_IDLE_POLL)
+    floors = {"sleep_when_free": QUEUE_IDLE_POLL, "progress_update_sleep_when_free": PROGRESS_POLL}
+    for name, floor in floors.items():
+        if queue is not None and getattr(queue, name, floor) < floor:
+            setattr(queue, name, floor)
     if "matplotlib" not in sys.modules and importlib.util.find_spec("matplotlib") is None:
         sys.modules["matplotlib"] = None  # type: ignore[assignment]
