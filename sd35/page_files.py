@@ -67,7 +67,9 @@ class PageFiles:
             cache = self._cache_dir or gradio_cache_dir()
             cache.mkdir(parents=True, exist_ok=True)
             self._root = Path(tempfile.mkdtemp(prefix="sd35-page-", dir=cache))
-        folder = self._root / secrets.token_hex(16)  # the link's only secret: 128 random bits
+        # The link's only secret: 256 random bits, a folder for this content only (the same
+        # shape as Gradio's own SHA-256 folders, so cache_headers treats both alike).
+        folder = self._root / secrets.token_hex(32)
         folder.mkdir()
         target = folder / path.name
         try:
