@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 from gradio_client import Client
 
-from bench import png_levels
+from bench import cpu_floor, png_levels
 from bench.common import ROOT, Budget, median, progress, section_main
 from bench.report import Section, Table, Target, fmt_ms, fmt_ratio, fmt_s, verdict
 from bench.servers import StandinOptions, cpu_seconds, run_module, start_app, start_standin
@@ -138,6 +138,12 @@ def run(quick: bool = False, *, rounds: int | None = None) -> Section:
         totals, cpu, failures = measure_sessions(space, studio, app.pid, standin.pid, count)
         stop_process(app)
         app = None
+        progress("remote compute: the floor (Gradio alone, the hop, the save)")
+        floor = {
+            "gradio": cpu_floor.gradio_alone(STEPS * STEP_SECONDS, (1, max(SIZES)), count),
+            "hop": cpu_floor.hop(space, REQUEST.as_inputs(), 2 if quick else 5),
+            "save": cpu_floor.save(1 if quick else 3),
+        }
         progress("remote compute: the provider beside the seed's")
         race, race_problem = provider_race(space, 2 if quick else 6, work)
     finally:
@@ -145,6 +151,8 @@ def run(quick: bool = False, *, rounds: int | None = None) -> Section:
         stop_process(standin)
         shutil.rmtree(work, ignore_errors=True)
     section = report(totals, cpu, failures, race, race_problem, time.monotonic() - began)
+    section.tables.append(floor_table(floor, median([a for a, _, _ in cpu[("studio", 8)]]) / 8))
+    section.notes.append(FLOOR_NOTE)
     section.tables.append(png_table)
     section.notes.append(
         "PNG encoders: one picture of the stand-in's stock, decoded from its WebP as the "
@@ -156,6 +164,33 @@ def run(quick: bool = False, *, rounds: int | None = None) -> Section:
         "(`bench/png_levels.py`)."
     )
     return section
+
+
+FLOOR_NOTE = (
+    "The floor: the three parts of an image's CPU that the studio's code cannot take below "
+    "what their tools cost, each measured alone in the same run (`bench/cpu_floor.py`): a "
+    "Gradio app with one `/generate` that sleeps the job's time and answers with a PNG "
+    "already in Gradio's cache (the studio's Gradio settings; app CPU per job at 8 sessions, "
+    "and at 1 session in the row's label); one `gradio_client` `/infer` call to the "
+    "stand-in downloading the WebP (this process's CPU); decoding that WebP and encoding "
+    "its PNG."
+)
+
+
+def floor_table(floor: dict[str, Any], studio_per_image: float) -> Table:
+    """Where a remote-compute image's CPU goes: the floor's three parts and the studio."""
+    gradio = floor["gradio"]
+    parts = (gradio[max(SIZES)], floor["hop"], floor["save"])
+    table = Table(["1024×1024 image, 8 sessions", "CPU per image"])
+    table.add(
+        f"Gradio serving a `/generate` job (1 session: {fmt_ms(gradio[1])})", fmt_ms(parts[0])
+    )
+    table.add("the second hop: `gradio_client` `/infer`, downloading the WebP", fmt_ms(parts[1]))
+    table.add("the save: WebP decoded, PNG encoded (`sd35.png_writer`)", fmt_ms(parts[2]))
+    table.add("**the floor: the three together**", fmt_ms(sum(parts)))
+    table.add("the studio (8 sessions, above)", fmt_ms(studio_per_image))
+    table.add("↳ the studio's own beyond the floor", fmt_ms(studio_per_image - sum(parts)))
+    return table
 
 
 def report(totals, cpu, failures, race, race_problem, seconds: float) -> Section:
