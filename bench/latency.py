@@ -161,12 +161,16 @@ def _key_of_file(path: str | Path | None) -> str | None:
 
 
 def _key_of_url(url: str) -> str | None:
-    """The cache-folder name in a Gradio file URL (``.../gradio_api/file=/tmp/gradio/KEY/x``)."""
+    """The content hash of the file a Gradio file URL serves (``.../file=/tmp/gradio/D/x``):
+    the file's own, read from this machine's disk (the studio stages files under random
+    folder names, ``sd35.page_files``), else the folder's name (Gradio names it after the
+    content)."""
     path = urllib.parse.unquote(urllib.parse.urlsplit(url).path)
     marker = "/file="
     if marker not in path:
         return None
-    return Path(path.split(marker, 1)[1]).parent.name or None
+    served = Path(path.split(marker, 1)[1])
+    return _key_of_file(served) or served.parent.name or None
 
 
 def _image_of(output: Any) -> str | None:
