@@ -36,7 +36,6 @@ from sd35.space_client import (
     Progress,
     Result,
     SpaceClient,
-    Started,
     space_url,
 )
 from sd35.standin import StandinConfig, StandinServer
