@@ -140,7 +140,9 @@ STORE_ROWS = [
 
 #: Installed before the page's own scripts: stamps (ms since navigation start) when the form
 #: appears, when the gallery's label says "Page 1 of … N images" (the load event's answer has
-#: been rendered) and when every thumbnail of that page has loaded.
+#: been rendered) and when every thumbnail of that page has loaded. It reads ``textContent``,
+#: not ``innerText``: ``innerText`` lays the page out, and the observer runs after every batch
+#: of changes while Gradio mounts the page, so it slowed the very load it measured.
 MILESTONES_JS = """
 (() => {
   const marks = window.__marks = {};
@@ -150,7 +152,7 @@ MILESTONES_JS = """
     if (!marks.form && document.querySelector('#prompt textarea')) marks.form = now;
     if (!marks.plain && document.querySelector('#col-container button')) marks.plain = now;
     const label = document.querySelector('#page-label');
-    const text = label ? label.innerText : '';
+    const text = label ? label.textContent : '';
     if (!marks.label && text.includes('Page 1 of') && text.includes(` ${expected} images`)) {
       marks.label = now;
     }

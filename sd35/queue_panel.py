@@ -329,18 +329,30 @@ def act(scheduler: Scheduler | None, user: str | None, action: str, job_id: str)
         scheduler.clear(user)
 
 
-def build_queue_panel(studio: Any, page: gr.Blocks) -> gr.HTML:
-    """The Queue panel (call inside ``page``'s Blocks): filled when the page opens, then
-    refreshed every second."""
+#: What the panel shows until its first refresh (no ``#queue-root``: nothing waits on it).
+PLACEHOLDER = '<div class="queue-loading">Loading the queue…</div>'
+
+
+def build_queue_panel(studio: Any, tab: gr.Tab) -> gr.HTML:
+    """The Queue panel (call inside ``tab``): filled when the tab is opened, then refreshed
+    every second. Nothing of it runs when the page opens: Gradio mounts a tab's content only
+    when it is first shown, so a page-load refresh (1,000 queued jobs: a large HTML) and a
+    timer ticking from the start only delayed the page's own load event (bench/FINDINGS.md)."""
     panel = gr.HTML(
-        render_queue(None, None),
+        PLACEHOLDER,
         elem_id="queue-panel",
         js_on_load=PANEL_JS,
         css_template=PANEL_CSS,
     )
+    timer = gr.Timer(REFRESH_SECONDS, active=False)
 
     def refresh(request: gr.Request) -> str:
         return render_queue(studio.scheduler, _user(request))
+
+    def opened(request: gr.Request) -> tuple[str, Any]:
+        # The timer keeps running once the panel exists: its script notifies when the queue
+        # runs empty while the browser tab is hidden, whichever panel tab is in front.
+        return refresh(request), gr.Timer(active=True)
 
     def on_click(event: gr.EventData, request: gr.Request) -> str:
         data = getattr(event, "_data", None) or {}
@@ -350,6 +362,6 @@ def build_queue_panel(studio: Any, page: gr.Blocks) -> gr.HTML:
 
     quiet: dict[str, Any] = {"show_progress": "hidden", "api_visibility": "private"}
     panel.click(on_click, None, panel, queue=False, **quiet)
-    page.load(refresh, None, panel, queue=False, **quiet)
-    gr.Timer(REFRESH_SECONDS).tick(refresh, None, panel, queue=False, **quiet)
+    tab.select(opened, None, [panel, timer], queue=False, **quiet)
+    timer.tick(refresh, None, panel, queue=False, **quiet)
     return panel

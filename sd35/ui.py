@@ -81,7 +81,7 @@ window.sd35ToggleTheme = () => {
   };
   setInterval(() => {
     const status = document.querySelector('#run-status');
-    const text = status ? status.innerText : '';
+    const text = status ? status.textContent : '';  // no layout, unlike innerText
     if (text === last) return;
     last = text;
     if (!text.includes('Done') || !document.hidden) return;
@@ -191,8 +191,8 @@ def build_ui(studio: Studio) -> gr.Blocks:
             ):
                 with gr.Tab("History", id="history", elem_id="history-tab"):
                     history = history_panel.build_history()
-                with gr.Tab("Queue", id="queue", elem_id="queue-tab"):
-                    build_queue_panel(studio, page)
+                with gr.Tab("Queue", id="queue", elem_id="queue-tab") as queue_tab:
+                    build_queue_panel(studio, queue_tab)
                 with gr.Tab("PNG Info", id="pnginfo", elem_id="pnginfo-tab"):
                     pnginfo = pnginfo_panel.build_pnginfo()
         theme.click(None, None, None, js="() => window.sd35ToggleTheme()", queue=False)
