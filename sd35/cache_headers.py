@@ -9,8 +9,9 @@ Each of these URLs names one content for good:
 
 * ``/assets/<name>-<hash>.<ext>``: the front end's build, file names carry a content hash;
 * ``/theme.css?v=<hash>``: the theme, versioned by the hash of its CSS;
-* ``/gradio_api/file=<cache>/<sha256 of the content>/<name>``: a file Gradio copied into its
-  cache, in a folder named after its content's hash (``processing_utils.save_file_to_cache``).
+* ``/gradio_api/file=<cache>/<64 hex digits>/<name>``: a file in Gradio's cache, in a folder
+  named after its content's hash (``processing_utils.save_file_to_cache``) or in one of 256
+  random bits that holds this one content for good (``sd35.page_files``).
 
 So those answers (200 only) say so: kept a year without asking again. Files are ``private``
 (a user's images: no shared cache keeps them). Nothing else is touched.
@@ -28,7 +29,7 @@ ASGIApp = Callable[[Scope, Any, Any], Awaitable[None]]
 FOREVER = b"max-age=31536000, immutable"
 #: A build file with a content hash in its name (Vite: ``Index-DAx5Uzyn2.js``).
 _ASSET = re.compile(r"/assets/[^/]+-[A-Za-z0-9_-]{6,}\.(?:js|css|woff2?|ttf|svg|png)$")
-#: A file in Gradio's cache: the folder is the SHA-256 of its content.
+#: A file in Gradio's cache: the folder is the SHA-256 of its content, or our random one.
 _CACHED_FILE = re.compile(r"/gradio_api/file=.*/[0-9a-f]{64}/[^/]+$")
 
 
