@@ -51,7 +51,8 @@ def add_backend_panel(studio: Any, width: Any, height: Any, guidance: Any, steps
         elem_id="backend-choice",
     )
     states = gr.Markdown(panel_text(studio), visible=several, elem_id="backend-states")
-    gr.Timer(5).tick(
+    # With one backend the panel is hidden: no timer ticks for it.
+    gr.Timer(5, active=several).tick(
         lambda: panel_text(studio),
         None,
         states,
