@@ -658,7 +658,10 @@ class _Wakeup:
         self.woken_by_updates = False
 
     def set_threadsafe(self) -> None:
-        self._loop.call_soon_threadsafe(self._set)
+        # gradio_client's threads may still report after the loop is gone (a caller that
+        # left its loop): then nobody waits, and the job's own thread must not fail for it.
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(self._set)
 
     def _set(self) -> None:
         if not self._called.done():

@@ -413,3 +413,25 @@ def test_our_clients_take_each_stream_message_as_it_arrives(space) -> None:
     assert len(calls) == len(updates)
     ours.close()
     theirs.close()
+
+
+def test_a_wake_up_after_its_loop_is_gone_does_not_fail_the_reporting_thread() -> None:
+    """gradio_client's threads may report a job's end after the caller's event loop closed
+    (``asyncio.run`` returned): the report must not raise in their thread."""
+    from sd35.space_client import _Wakeup
+
+    loop = asyncio.new_event_loop()
+    wakeup = _Wakeup(loop)
+    loop.close()
+    errors: list[BaseException] = []
+
+    def report() -> None:
+        try:
+            wakeup.set_threadsafe()
+        except BaseException as error:  # recorded for the assertion
+            errors.append(error)
+
+    thread = threading.Thread(target=report)
+    thread.start()
+    thread.join(timeout=10)
+    assert errors == []
